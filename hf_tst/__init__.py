@@ -1,0 +1,19 @@
+"""Token-Superposition Training (TST) for the Hugging Face training stack."""
+
+from .config import TSTConfig
+from .data import PhasedBlockStream, TSTDataCollator
+from .loss import bag_weights, multi_hot_cross_entropy
+from .superpose import EmbeddingSuperposition, superpose_embeddings
+from .trainer import TSTTrainer
+
+__all__ = [
+    "EmbeddingSuperposition",
+    "PhasedBlockStream",
+    "TSTConfig",
+    "TSTDataCollator",
+    "TSTTrainer",
+    "bag_weights",
+    "multi_hot_cross_entropy",
+    "superpose_embeddings",
+]
+__version__ = "0.1.0"

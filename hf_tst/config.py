@@ -1,0 +1,81 @@
+"""`TSTConfig`: the `TrainingArguments` of a Token-Superposition Training run.
+
+TST (see TST.md) trains the first `round(tst_ratio * max_steps)` optimizer steps on bags of
+`tst_bag_size` tokens (the superposition phase), and the rest as plain next-token prediction
+(the recovery phase). Everything else — optimizer, schedule, parallelism — is the ordinary
+`TrainingArguments`.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .loss import WEIGHTINGS
+
+SUPERPOSE_MODES = ("full", "input", "output")
+
+
+@dataclass
+class TSTConfig(TrainingArguments):
+    tst_bag_size: int = field(
+        default=6,
+        metadata={"help": "Tokens per bag (s). Each superposition step reads s times the data of a plain step. "
+                          "The paper recommends 4-8 (best dense setting 6); 1 disables superposition."},
+    )
+    tst_ratio: float = field(
+        default=0.3,
+        metadata={"help": "Fraction r of `max_steps` spent in the superposition phase; the switch happens at "
+                          "step round(r * max_steps). The paper recommends 0.2-0.4; 0 disables TST, 1 leaves no "
+                          "recovery phase (the model will not generate sensibly)."},
+    )
+    tst_weighting: str = field(
+        default="uniform",
+        metadata={"help": f"Weights of the s targets of a bag in the multi-hot cross-entropy: one of "
+                          f"{', '.join(WEIGHTINGS)}. Uniform was best at s=4, power_law for s>=8."},
+    )
+    tst_superpose: str = field(
+        default="full",
+        metadata={"help": "Which side is superposed: 'full' (bagged input, next-bag target; the method), "
+                          "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
+                          "the last two are the paper's ablations."},
+    )
+    include_num_input_tokens_seen: str | bool = field(
+        default="non_padding",
+        metadata={"help": "Track data tokens seen (logged as `num_input_tokens_seen`): in a superposition step "
+                          "this counts all s tokens of every bag. One of 'all', 'non_padding', 'no'."},
+    )
+
+    def __post_init__(self):
+        self._validate_tst_fields()
+        super().__post_init__()
+
+    def _validate_tst_fields(self) -> None:
+        """Refuse a bad TST setting before any model or data is loaded."""
+        if isinstance(self.tst_bag_size, bool) or not isinstance(self.tst_bag_size, int) or self.tst_bag_size < 1:
+            raise ValueError(f"tst_bag_size must be an integer >= 1, got {self.tst_bag_size!r}; "
+                             "use 4-8 for TST or 1 to disable superposition.")
+        if not 0.0 <= self.tst_ratio <= 1.0:
+            raise ValueError(f"tst_ratio must lie in [0, 1], got {self.tst_ratio!r}; the paper uses 0.2-0.4.")
+        if self.tst_weighting not in WEIGHTINGS:
+            raise ValueError(f"tst_weighting={self.tst_weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}.")
+        if self.tst_superpose not in SUPERPOSE_MODES:
+            raise ValueError(f"tst_superpose={self.tst_superpose!r} is unknown; "
+                             f"choose one of {', '.join(SUPERPOSE_MODES)}.")
+        if self.tst_ratio > 0 and self.max_steps <= 0:
+            raise ValueError(f"tst_ratio={self.tst_ratio} needs a known number of steps to place the phase switch, "
+                             "but max_steps is not set; pass max_steps (> 0) or set tst_ratio=0.")
+        if self.tst_ratio > 0 and self.superposition_steps == 0:
+            raise ValueError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
+                             "steps; raise tst_ratio or max_steps, or set tst_ratio=0 to train without TST.")
+        if self.tst_ratio == 1.0:
+            warnings.warn("tst_ratio=1 leaves no recovery phase: the model is never trained on single tokens "
+                          "and will not generate sensibly (the paper found r=1 unusable).", stacklevel=3)
+
+    @property
+    def superposition_steps(self) -> int:
+        """Optimizer steps in the superposition phase: round(r * T), halves rounded up."""
+        if self.tst_ratio == 0 or self.max_steps <= 0:
+            return 0
+        return math.floor(self.tst_ratio * self.max_steps + 0.5)

@@ -1,0 +1,135 @@
+"""Phase-aware training data: one stream of the dataset's blocks, folded s to a row while the
+run is in its superposition phase, and the collator that turns rows into batches.
+
+The dataset is what a plain `Trainer` pre-training run takes: items with `input_ids` (packed
+blocks of L tokens, or padded documents with an `attention_mask`). A superposition row joins s
+consecutive blocks of the stream (L*s data tokens folded to L positions, the same model compute
+as a plain row of L tokens); a recovery row is one block. The stream runs on across the phase
+switch and across epochs, so no block is read twice within an epoch and none is skipped.
+"""
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
+
+
+class PhasedBlockStream(IterableDataset):
+    """Training rows of a TST run: `superposition_rows` rows of `blocks_per_bagged_row` blocks
+    each, marked with `bag_size`, then single-block rows for the rest of the run.
+
+    Block order is the one a plain `Trainer` reads: for a map-style dataset, a permutation per
+    epoch drawn from `seed + epoch` (as accelerate's seedable sampler draws it) or the dataset
+    order when `shuffle` is False; for an iterable dataset, its own order, with `set_epoch`
+    called before each pass. The stream never ends: the trainer stops at `max_steps`.
+    With DataLoader workers, worker w yields the batches b with b % num_workers == w, so the
+    loader's output order is the stream's order.
+    """
+
+    def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
+                 superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True):
+        self.dataset = dataset
+        self.bag_size = bag_size
+        self.blocks_per_bagged_row = blocks_per_bagged_row
+        self.superposition_rows = superposition_rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.is_map_style = not isinstance(dataset, IterableDataset)
+
+    def _block_refs(self) -> Iterator[Any]:
+        """Endless refs to blocks, epoch after epoch: indices (map-style) or the items themselves."""
+        for epoch in itertools.count():
+            if self.is_map_style:
+                if len(self.dataset) == 0:
+                    raise ValueError("train_dataset is empty.")
+                if self.shuffle:
+                    order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + epoch))
+                else:
+                    order = torch.arange(len(self.dataset))
+                yield from order.tolist()
+            else:
+                if hasattr(self.dataset, "set_epoch"):
+                    self.dataset.set_epoch(epoch)
+                empty = True
+                for item in self.dataset:
+                    empty = False
+                    yield item
+                if empty:
+                    raise ValueError("train_dataset yielded no examples.")
+
+    def __iter__(self) -> Iterator[dict]:
+        worker = get_worker_info()
+        num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
+        if num_workers > 1 and not self.is_map_style:
+            raise ValueError("dataloader_num_workers > 0 is not supported with an iterable (streaming) "
+                             "train_dataset under TST; set dataloader_num_workers=0.")
+        refs = self._block_refs()
+        for row in itertools.count():
+            bagged = row < self.superposition_rows
+            row_refs = list(itertools.islice(refs, self.blocks_per_bagged_row if bagged else 1))
+            if (row // self.batch_size) % num_workers != worker_id:
+                continue  # another worker's batch; only map-style refs get here, so skipping reads nothing
+            blocks = [self.dataset[ref] for ref in row_refs] if self.is_map_style else row_refs
+            yield join_blocks(blocks, self.bag_size if bagged else None)
+
+
+def join_blocks(blocks: list[dict], bag_size: int | None) -> dict:
+    """One row from consecutive blocks; `bag_size` marks a superposition row."""
+    row = {"input_ids": torch.cat([torch.as_tensor(b["input_ids"]) for b in blocks])}
+    if any("attention_mask" in b for b in blocks):
+        row["attention_mask"] = torch.cat([
+            torch.as_tensor(b["attention_mask"]) if "attention_mask" in b else torch.ones(len(b["input_ids"]))
+            for b in blocks
+        ]).long()
+    if bag_size is not None:
+        row["bag_size"] = bag_size
+    return row
+
+
+@dataclass
+class TSTDataCollator:
+    """Pads rows into a batch and builds the targets of the row's phase.
+
+    Plain rows (no `bag_size`) give `input_ids`, `attention_mask` and next-token `labels`, as a
+    causal-LM collator does. Superposition rows (with `bag_size` s) give `input_ids` and
+    `attention_mask` of all L*s data tokens plus `bag_labels` (B, L, s): the next bag of each
+    bagged position (`superpose="full"`), its first token only (`"input"`), or, for rows that
+    stay unbagged, the next s tokens of each position (`"output"`). Padding never becomes a target.
+    """
+
+    pad_token_id: int = 0
+    superpose: str = "full"
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        bag_sizes = {row.get("bag_size") for row in rows}
+        if len(bag_sizes) != 1:
+            raise ValueError(f"a batch mixes rows of bag sizes {bag_sizes}; each batch must lie in one phase.")
+        bag_size = bag_sizes.pop()
+        folds_input = bag_size is not None and self.superpose != "output"
+        ids = [torch.as_tensor(row["input_ids"], dtype=torch.long) for row in rows]
+        masks = [torch.as_tensor(row["attention_mask"], dtype=torch.long) if "attention_mask" in row
+                 else torch.ones_like(i) for row, i in zip(rows, ids)]
+        length = max(len(i) for i in ids)
+        if folds_input:
+            length = -(-length // bag_size) * bag_size  # whole bags only
+        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for n, (i, m) in enumerate(zip(ids, masks)):
+            input_ids[n, : len(i)] = i
+            attention_mask[n, : len(m)] = m
+        labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if bag_size is None:
+            batch["labels"] = labels
+        elif self.superpose == "output":
+            batch["bag_labels"] = next_tokens_targets(labels, bag_size)
+        else:
+            targets = next_bag_targets(labels, bag_size)
+            batch["bag_labels"] = targets[..., :1] if self.superpose == "input" else targets
+        return batch

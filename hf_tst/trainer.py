@@ -1,0 +1,146 @@
+"""`TSTTrainer`: a `transformers.Trainer` that runs the superposition phase, then recovery.
+
+Steps < `args.superposition_steps` read s blocks per row, feed the model bag means and train
+it with the multi-hot cross-entropy; later steps are the plain `Trainer` causal-LM step. The
+model, optimizer state and LR schedule carry over the switch untouched, and what is saved is
+the model as it is: an ordinary causal-LM checkpoint.
+"""
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainerCallback
+
+from .config import TSTConfig
+from .data import PhasedBlockStream, TSTDataCollator
+from .loss import multi_hot_cross_entropy, valid_target_weights
+from .superpose import EmbeddingSuperposition
+
+
+class TSTTrainer(Trainer):
+    """Drop-in `Trainer` for Token-Superposition Training. Takes `args=TSTConfig(...)`, the
+    `train_dataset` of a plain pre-training run (items with `input_ids`), and no `data_collator`."""
+
+    def __init__(self, model=None, args: TSTConfig | None = None, data_collator=None, **kwargs):
+        if args is None:
+            args = TSTConfig(output_dir="tmp_trainer")
+        if not isinstance(args, TSTConfig):
+            raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
+                            "TrainingArguments field plus the tst_* fields.")
+        if data_collator is None:
+            data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, kwargs.get("processing_class")),
+                                            superpose=args.tst_superpose)
+        if not isinstance(data_collator, TSTDataCollator):
+            raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
+                            "builds each phase's batches itself. Leave data_collator unset.")
+        super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        self.add_callback(PhaseSwitchCallback())
+        self._superposition = None  # the embedding hook, made on the first superposition step
+
+    # ---- data ----
+
+    def get_train_dataloader(self) -> DataLoader:
+        """The phase-aware stream of rows. Built here rather than by `Trainer._get_dataloader`,
+        whose column filtering would strip each row's `bag_size`."""
+        if self.args.superposition_steps == 0:
+            return super().get_train_dataloader()
+        if self.train_dataset is None:
+            raise ValueError("TSTTrainer: training requires a train_dataset.")
+        args = self.args
+        stream = PhasedBlockStream(
+            self.train_dataset,
+            bag_size=args.tst_bag_size,
+            blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
+            superposition_rows=args.superposition_steps * args.gradient_accumulation_steps
+            * self._train_batch_size * args.world_size,
+            batch_size=self._train_batch_size,
+            seed=args.data_seed if args.data_seed is not None else args.seed,
+            shuffle=args.train_sampling_strategy != "sequential",
+        )
+        loader = DataLoader(
+            stream,
+            batch_size=self._train_batch_size,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        return self.accelerator.prepare(loader)
+
+    # ---- loss ----
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Standard causal-LM loss for plain batches; multi-hot cross-entropy for bagged ones."""
+        if "bag_labels" not in inputs:
+            self.loss_is_scaled_for_ga = None  # let Trainer decide, as for any plain step
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+        inputs = dict(inputs)
+        bag_labels = inputs.pop("bag_labels")
+        input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+        if self.args.tst_superpose == "output":
+            outputs = model(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        else:
+            outputs = self._embedding_superposition(model).forward(
+                model, input_ids, attention_mask, self.args.tst_bag_size, **inputs)
+        if num_items_in_batch is None:  # called outside the training loop: a plain mean
+            loss = multi_hot_cross_entropy(outputs.logits, bag_labels, self.args.tst_weighting)
+        else:  # summed over the micro-batch, divided by the weight mass of the whole optimizer step
+            loss = multi_hot_cross_entropy(outputs.logits, bag_labels, self.args.tst_weighting, reduction="sum")
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes  # devices' gradients are averaged, not summed
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        return (loss, outputs) if return_outputs else loss
+
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """For bagged batches: the weight mass of all valid targets of the optimizer step, the
+        denominator that makes accumulated MCE exact (Trainer would count `labels[..., 1:]`)."""
+        if not batch_samples or "bag_labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        mass = sum(valid_target_weights(b["bag_labels"], self.args.tst_weighting).sum() for b in batch_samples)
+        mass = mass.to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            mass = self.accelerator.gather(mass).sum()
+        return mass
+
+    def _embedding_superposition(self, model) -> EmbeddingSuperposition:
+        embedding = self.accelerator.unwrap_model(model).get_input_embeddings()
+        if self._superposition is None or self._superposition.embedding_module is not embedding:
+            if self._superposition is not None:
+                self._superposition.remove()
+            self._superposition = EmbeddingSuperposition(embedding)
+        return self._superposition
+
+    # ---- logging ----
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Training logs also say which phase the logged steps ran in, and name the MCE loss."""
+        if "loss" in logs and self.args.superposition_steps > 0:
+            in_superposition = self.state.global_step <= self.args.superposition_steps
+            logs["tst_phase"] = "superposition" if in_superposition else "recovery"
+            if in_superposition:
+                logs["mce_loss"] = logs["loss"]
+        super().log(logs, start_time)
+
+
+class PhaseSwitchCallback(TrainerCallback):
+    """Ends a logging window at the switch, so no logged loss mixes MCE with plain cross-entropy,
+    and evaluates and saves there when the run evaluates or saves at all: the phase-1 checkpoint
+    is the one the paper resumed from."""
+
+    def on_step_end(self, args: TSTConfig, state, control, **kwargs):
+        if args.superposition_steps and state.global_step == args.superposition_steps:
+            control.should_log = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+        return control
+
+
+def _pad_token_id(model, processing_class) -> int:
+    """Pad id for the collator: the tokenizer's, else the model config's, else 0 (pads are masked anyway)."""
+    for source in (processing_class, getattr(model, "config", None)):
+        pad = getattr(source, "pad_token_id", None)
+        if pad is not None:
+            return pad
+    return 0
