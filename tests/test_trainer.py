@@ -1,0 +1,174 @@
+"""TSTTrainer end to end, each behaviour against an independent reference: a plain Trainer run,
+the dataset's own read order, a run without gradient accumulation."""
+
+import subprocess
+import sys
+
+import datasets
+import pytest
+import torch
+from conftest import packed_dataset, tiny_llama
+from transformers import Trainer, TrainingArguments, default_data_collator
+
+from hf_tst import TSTTrainer
+
+
+class Recording:
+    """Mixin: remember every micro-batch's input_ids and every step's loss."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        self.seen_input_ids = getattr(self, "seen_input_ids", []) + [inputs["input_ids"].clone()]
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class RecordingTrainer(Recording, Trainer):
+    pass
+
+
+class RecordingTSTTrainer(Recording, TSTTrainer):
+    pass
+
+
+def step_losses(trainer):
+    return [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+
+def plain_trainer(tmp_path, model, dataset, **overrides):
+    args = dict(output_dir=str(tmp_path / "plain"), per_device_train_batch_size=4, learning_rate=1e-3,
+                logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True)
+    return RecordingTrainer(model=model, args=TrainingArguments(**{**args, **overrides}), train_dataset=dataset,
+                            data_collator=default_data_collator)
+
+
+def blocks_of(batches, block_len):
+    """The sequence of data blocks a run read, each as a tuple of token ids."""
+    return [tuple(row[k:k + block_len].tolist()) for batch in batches for row in batch
+            for k in range(0, len(row), block_len)]
+
+
+def test_tst_ratio_zero_reproduces_plain_trainer_exactly(tmp_path, make_config):
+    data = packed_dataset(64, 16, 97)
+    plain = plain_trainer(tmp_path, tiny_llama(), data, max_steps=8)
+    plain.train()
+    tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.0), train_dataset=data)
+    tst.train()
+    assert step_losses(tst) == step_losses(plain)
+    for p, q in zip(plain.model.parameters(), tst.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_bag_size_one_superposition_path_reproduces_plain_trainer(tmp_path, make_config):
+    """s=1 goes through the whole superposition path (stream, hook, MCE) and must equal plain training."""
+    data = packed_dataset(64, 16, 97)
+    plain = plain_trainer(tmp_path, tiny_llama(), data, max_steps=8)
+    plain.train()
+    tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.5, tst_bag_size=1),
+                              train_dataset=data)
+    tst.train()
+    phases = [log["tst_phase"] for log in tst.state.log_history if "loss" in log]
+    assert phases == ["superposition"] * 4 + ["recovery"] * 4
+    assert all(torch.equal(a, b) for a, b in zip(plain.seen_input_ids, tst.seen_input_ids))
+    torch.testing.assert_close(torch.tensor(step_losses(tst)), torch.tensor(step_losses(plain)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("superpose", ["full", "output"])
+def test_map_style_data_is_read_once_in_plain_trainer_order_across_the_switch(tmp_path, make_config, superpose):
+    L, s, batch = 8, 3, 2
+    data = packed_dataset(20, L, 97)
+    tst = RecordingTSTTrainer(model=tiny_llama(), train_dataset=data,
+                              args=make_config(max_steps=10, tst_ratio=0.4, tst_bag_size=s, tst_superpose=superpose,
+                                               per_device_train_batch_size=batch))
+    tst.train()
+    read = blocks_of(tst.seen_input_ids, L)
+    blocks_per_row = s if superpose == "full" else 1
+    assert [len(x[0]) for x in tst.seen_input_ids] == [L * blocks_per_row] * 4 + [L] * 6
+    assert len(read) == 4 * batch * blocks_per_row + 6 * batch
+    # The reference: the blocks a plain Trainer reads from the same dataset with the same seed.
+    plain = plain_trainer(tmp_path, tiny_llama(), data, max_steps=len(read) // batch,
+                          per_device_train_batch_size=batch)
+    plain.train()
+    assert read == blocks_of(plain.seen_input_ids, L)
+    first_epoch = read[:len(data)]
+    assert sorted(first_epoch) == sorted(tuple(x) for x in data["input_ids"])  # each block once, none skipped
+
+
+def test_streaming_dataset_is_read_once_in_its_own_order_across_the_switch(make_config):
+    L, s, batch = 8, 4, 2
+    data = packed_dataset(20, L, 97)
+    stream = data.to_iterable_dataset()
+    tst = RecordingTSTTrainer(model=tiny_llama(), train_dataset=stream,
+                              args=make_config(max_steps=6, tst_ratio=0.5, tst_bag_size=s,
+                                               per_device_train_batch_size=batch))
+    tst.train()
+    read = blocks_of(tst.seen_input_ids, L)
+    dataset_order = [tuple(x) for x in data["input_ids"]]
+    assert len(read) == 3 * batch * s + 3 * batch == 30
+    assert read == (dataset_order * 2)[:30]  # one whole pass, then the next epoch continues
+
+
+def padded_dataset(num_rows, length, vocab_size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab_size, (num_rows, length), generator=g)
+    lengths = torch.randint(3, length + 1, (num_rows,), generator=g)
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return datasets.Dataset.from_dict({"input_ids": ids.masked_fill(mask == 0, 0).tolist(),
+                                       "attention_mask": mask.tolist()})
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "power_law"])
+def test_gradient_accumulation_gives_the_same_update_in_both_phases(make_config, weighting):
+    data = padded_dataset(96, 12, 97)
+    runs = []
+    for batch, accumulation in [(8, 1), (2, 4)]:
+        trainer = TSTTrainer(model=tiny_llama(), train_dataset=data,
+                             args=make_config(max_steps=4, tst_ratio=0.5, tst_bag_size=3, tst_weighting=weighting,
+                                              per_device_train_batch_size=batch,
+                                              gradient_accumulation_steps=accumulation))
+        trainer.train()
+        runs.append(trainer)
+    torch.testing.assert_close(torch.tensor(step_losses(runs[0])), torch.tensor(step_losses(runs[1])),
+                               rtol=1e-6, atol=1e-6)
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_logs_carry_phase_mce_and_data_tokens_and_eval_is_next_token_loss(tmp_path, make_config):
+    L, s, batch = 16, 4, 4
+    data = packed_dataset(64, L, 97)
+    held_out = packed_dataset(8, L, 97, seed=1)
+    tst = TSTTrainer(model=tiny_llama(), train_dataset=data, eval_dataset=held_out,
+                     args=make_config(max_steps=5, tst_ratio=0.4, tst_bag_size=s, logging_steps=3,
+                                      eval_strategy="steps", eval_steps=100))
+    tst.train()
+    train_logs = [log for log in tst.state.log_history if "loss" in log]
+    # Logging every 3 steps, plus a forced log at the switch (step 2), so no window mixes phases.
+    assert [(log["step"], log["tst_phase"]) for log in train_logs] == [(2, "superposition"), (3, "recovery")]
+    assert train_logs[0]["mce_loss"] == train_logs[0]["loss"] and "mce_loss" not in train_logs[1]
+    assert [log["num_input_tokens_seen"] for log in train_logs] == [2 * batch * L * s, 2 * batch * L * s + batch * L]
+    assert 2 in [log["step"] for log in tst.state.log_history if "eval_loss" in log]  # evaluated at the switch
+    # Evaluation is the standard next-token loss of the current model, whatever the phase.
+    reference = Trainer(model=tst.model, args=TrainingArguments(output_dir=str(tmp_path / "ref"), report_to="none",
+                                                                use_cpu=True, per_device_eval_batch_size=8),
+                        data_collator=default_data_collator, eval_dataset=held_out)
+    assert tst.evaluate()["eval_loss"] == pytest.approx(reference.evaluate()["eval_loss"], rel=1e-6)
+
+
+def test_checkpoint_is_a_plain_causal_lm(tmp_path, make_config):
+    data = packed_dataset(64, 16, 97)
+    tst = TSTTrainer(model=tiny_llama(), train_dataset=data, args=make_config(max_steps=4, tst_bag_size=4))
+    tst.train()
+    tst.save_model(str(tmp_path / "final"))
+    probe = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForCausalLM\n"
+        f"model = AutoModelForCausalLM.from_pretrained({str(tmp_path / 'final')!r})\n"
+        "out = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=5, do_sample=False)\n"
+        "assert out.shape == (1, 8), out.shape\n"
+        "assert not any(m.startswith('hf_tst') for m in sys.modules)\n"
+        "print(type(model).__name__, out.tolist())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("LlamaForCausalLM")
+    saved_config = (tmp_path / "final" / "config.json").read_text()
+    assert "tst" not in saved_config
