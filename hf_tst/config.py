@@ -41,7 +41,7 @@ class TSTConfig(TrainingArguments):
                           "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
                           "the last two are the paper's ablations."},
     )
-    include_num_input_tokens_seen: str | bool = field(
+    include_num_input_tokens_seen: str = field(
         default="non_padding",
         metadata={"help": "Track data tokens seen (logged as `num_input_tokens_seen`): in a superposition step "
                           "this counts all s tokens of every bag. One of 'all', 'non_padding', 'no'."},

@@ -133,3 +133,21 @@ class TSTDataCollator:
             targets = next_bag_targets(labels, bag_size)
             batch["bag_labels"] = targets[..., :1] if self.superpose == "input" else targets
         return batch
+
+
+def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text"):
+    """Tokenise a text dataset and pack it into blocks of `block_size` token ids, as transformers'
+    run_clm example does: documents joined with the EOS token, the last partial block dropped.
+    Works on a `datasets.Dataset` and on a streaming `datasets.IterableDataset` alike."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError("the tokenizer has no eos_token; packing needs one to separate documents.")
+
+    def tokenize_and_pack(batch):
+        ids = [i for doc in tokenizer(batch[text_column])["input_ids"] for i in doc + [tokenizer.eos_token_id]]
+        usable = len(ids) // block_size * block_size
+        return {"input_ids": [ids[k:k + block_size] for k in range(0, usable, block_size)]}
+
+    columns = dataset.column_names
+    if columns is not None and text_column not in columns:
+        raise ValueError(f"text_column={text_column!r} is not a column of the dataset (columns: {columns}).")
+    return dataset.map(tokenize_and_pack, batched=True, batch_size=1000, remove_columns=columns)

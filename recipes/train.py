@@ -1,0 +1,92 @@
+"""Pre-train a causal LM with Token-Superposition Training.
+
+    accelerate launch recipes/train.py --config recipes/configs/tiny.yaml [--any_field value ...]
+
+Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
+embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
+take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
+"""
+
+from dataclasses import dataclass, field
+
+import datasets
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, set_seed
+
+from hf_tst import TSTConfig, TSTTrainer
+from hf_tst.cli import parse_config
+from hf_tst.data import pack_text_dataset
+
+
+@dataclass
+class ModelArguments:
+    model_config: str | None = field(
+        default=None, metadata={"help": "Config (local folder or Hub id) of a model to train from scratch."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=256,num_hidden_layers=8'."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained model (local folder or Hub id) to continue pre-training instead."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer (local folder or Hub id); defaults to the model's."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id; overrides the local files."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    train_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training text."})
+    validation_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out text."})
+    validation_split: str = field(default="validation", metadata={"help": "Held-out split of the Hub dataset."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    block_size: int = field(default=128, metadata={"help": "Model sequence length L: tokens per packed block."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it."})
+    max_eval_blocks: int = field(default=256, metadata={"help": "Held-out blocks used for evaluation."})
+
+
+def load_text(data: DataArguments) -> tuple:
+    if data.dataset_name:
+        raw = datasets.load_dataset(data.dataset_name, data.dataset_config_name, streaming=data.streaming)
+        return raw["train"], raw[data.validation_split]
+    if not (data.train_files and data.validation_files):
+        raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
+    raw = datasets.load_dataset("json", data_files={"train": data.train_files, "validation": data.validation_files},
+                                streaming=data.streaming)
+    return raw["train"], raw["validation"]
+
+
+def load_model(model_args: ModelArguments, vocab_size: int):
+    if model_args.model_name_or_path:
+        return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
+    if not model_args.model_config:
+        raise ValueError("Pass --model_config (to train from scratch) or --model_name_or_path.")
+    config = AutoConfig.from_pretrained(model_args.model_config)
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+    config.vocab_size = vocab_size
+    return AutoModelForCausalLM.from_config(config)
+
+
+def main():
+    model_args, data_args, args = parse_config((ModelArguments, DataArguments, TSTConfig))
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    train_text, eval_text = load_text(data_args)
+    with args.main_process_first(desc="tokenising and packing"):
+        train = pack_text_dataset(train_text, tokenizer, data_args.block_size, data_args.text_column)
+        held_out = pack_text_dataset(eval_text, tokenizer, data_args.block_size, data_args.text_column)
+    held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
+                else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
+    model = load_model(model_args, len(tokenizer))
+
+    trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
+                         processing_class=tokenizer)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()
+    metrics = trainer.evaluate()
+    trainer.save_metrics("eval", metrics)
+    if trainer.is_world_process_zero():
+        print(f"final eval loss {metrics['eval_loss']:.4f} (next-token, {len(held_out)} held-out blocks of "
+              f"{data_args.block_size}); checkpoint in {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()

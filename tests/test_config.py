@@ -1,0 +1,54 @@
+"""Bad settings fail at construction, naming the field and the fix."""
+
+import pytest
+import yaml
+from conftest import tiny_llama
+from transformers import TrainingArguments, default_data_collator
+
+from hf_tst import TSTConfig, TSTTrainer
+from hf_tst.cli import parse_config
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(tst_bag_size=0), "tst_bag_size must be an integer >= 1"),
+    (dict(tst_bag_size=2.5), "tst_bag_size must be an integer >= 1"),
+    (dict(tst_ratio=-0.1), r"tst_ratio must lie in \[0, 1\]"),
+    (dict(tst_ratio=1.5), r"tst_ratio must lie in \[0, 1\]"),
+    (dict(tst_weighting="cubic"), "tst_weighting='cubic' is unknown; choose one of uniform, power_law"),
+    (dict(tst_superpose="both"), "tst_superpose='both' is unknown"),
+    (dict(max_steps=-1), "needs a known number of steps.*pass max_steps"),
+    (dict(max_steps=1, tst_ratio=0.3), "rounds to 0 superposition steps"),
+])
+def test_bad_tst_settings_raise_naming_the_field(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        TSTConfig(output_dir=str(tmp_path), **{"max_steps": 10, **overrides})
+
+
+def test_switch_step_is_round_r_times_t(tmp_path):
+    steps = lambda r, t: TSTConfig(output_dir=str(tmp_path), tst_ratio=r, max_steps=t).superposition_steps  # noqa: E731
+    assert steps(0.3, 20_000) == 6_000 and steps(0.25, 10) == 3 and steps(0.3, 5) == 2 and steps(0.0, 7) == 0
+    assert TSTConfig(output_dir=str(tmp_path), tst_ratio=0.0).superposition_steps == 0  # epochs-based, no TST
+
+
+def test_ratio_one_warns_that_the_model_will_not_generate(tmp_path):
+    with pytest.warns(UserWarning, match="no recovery phase"):
+        TSTConfig(output_dir=str(tmp_path), tst_ratio=1.0, max_steps=10)
+
+
+def test_trainer_refuses_plain_arguments_and_foreign_collators(tmp_path):
+    with pytest.raises(TypeError, match=r"args=TSTConfig"):
+        TSTTrainer(model=tiny_llama(), args=TrainingArguments(output_dir=str(tmp_path)))
+    with pytest.raises(TypeError, match="Leave data_collator unset"):
+        TSTTrainer(model=tiny_llama(), args=TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=True),
+                   data_collator=default_data_collator)
+
+
+def test_yaml_config_with_command_line_overrides(tmp_path):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "max_steps": 100, "tst_bag_size": 4,
+                                           "learning_rate": 1e-3}))
+    (args,) = parse_config((TSTConfig,), ["--config", str(config_file), "--tst_bag_size", "8"])
+    assert (args.max_steps, args.tst_bag_size, args.learning_rate, args.superposition_steps) == (100, 8, 1e-3, 30)
+    config_file.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "tst_bagsize": 4}))
+    with pytest.raises(ValueError, match="unknown field.*tst_bagsize"):
+        parse_config((TSTConfig,), ["--config", str(config_file)])

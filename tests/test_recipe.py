@@ -1,0 +1,32 @@
+"""The main job, shrunk: `accelerate launch recipes/train.py --config recipes/configs/tiny.yaml` plus overrides."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("streaming", ["false", "true"])
+def test_train_recipe_runs_both_phases_and_saves_a_plain_checkpoint(tmp_path, streaming):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no",
+               "recipes/train.py", "--config", "recipes/configs/tiny.yaml",
+               "--train_files", "recipes/data/python-docs/validation.jsonl.gz",  # small, for speed
+               "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
+               "--max_steps", "6", "--tst_ratio", "0.5", "--eval_steps", "3", "--save_strategy", "no",
+               "--max_eval_blocks", "8", "--logging_steps", "1", "--streaming", streaming, "--output_dir", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "final eval loss" in result.stdout
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden_size"] == 32 and saved["model_type"] == "llama"  # the override reached the model
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    phases = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "tst_phase" in line]
+    assert any("superposition" in p for p in phases) and any("recovery" in p for p in phases)
+    assert json.loads((out / "eval_results.json").read_text())["eval_loss"] > 0
