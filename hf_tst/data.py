@@ -42,6 +42,11 @@ class PhasedBlockStream(IterableDataset):
         self.shuffle = shuffle
         self.is_map_style = not isinstance(dataset, IterableDataset)
 
+    def epochs_read(self, rows: int) -> float:
+        """Passes over a map-style dataset made by the stream's first `rows` rows."""
+        bagged = min(rows, self.superposition_rows)
+        return (bagged * self.blocks_per_bagged_row + rows - bagged) / len(self.dataset)
+
     def _block_refs(self) -> Iterator[Any]:
         """Endless refs to blocks, epoch after epoch: indices (map-style) or the items themselves."""
         for epoch in itertools.count():

@@ -32,9 +32,15 @@ class TSTTrainer(Trainer):
         if not isinstance(data_collator, TSTDataCollator):
             raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
                             "builds each phase's batches itself. Leave data_collator unset.")
+        train_dataset = kwargs.get("train_dataset")
+        columns = getattr(train_dataset, "column_names", None)
+        if columns is not None and "input_ids" not in columns:
+            raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
+                             "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self.add_callback(PhaseSwitchCallback())
         self._superposition = None  # the embedding hook, made on the first superposition step
+        self._block_stream = None  # the training data stream, made with the train dataloader
 
     # ---- data ----
 
@@ -46,18 +52,17 @@ class TSTTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("TSTTrainer: training requires a train_dataset.")
         args = self.args
-        stream = PhasedBlockStream(
+        self._block_stream = PhasedBlockStream(
             self.train_dataset,
             bag_size=args.tst_bag_size,
             blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
-            superposition_rows=args.superposition_steps * args.gradient_accumulation_steps
-            * self._train_batch_size * args.world_size,
+            superposition_rows=args.superposition_steps * self._rows_per_step(),
             batch_size=self._train_batch_size,
             seed=args.data_seed if args.data_seed is not None else args.seed,
             shuffle=args.train_sampling_strategy != "sequential",
         )
         loader = DataLoader(
-            stream,
+            self._block_stream,
             batch_size=self._train_batch_size,
             collate_fn=self.data_collator,
             num_workers=args.dataloader_num_workers,
@@ -66,6 +71,10 @@ class TSTTrainer(Trainer):
             prefetch_factor=args.dataloader_prefetch_factor,
         )
         return self.accelerator.prepare(loader)
+
+    def _rows_per_step(self) -> int:
+        """Data rows in one optimizer step, over all devices."""
+        return self.args.gradient_accumulation_steps * self._train_batch_size * self.args.world_size
 
     # ---- loss ----
 
@@ -115,7 +124,10 @@ class TSTTrainer(Trainer):
     # ---- logging ----
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Training logs also say which phase the logged steps ran in, and name the MCE loss."""
+        """Training logs also say which phase the logged steps ran in, and name the MCE loss.
+        `epoch` counts passes over the data (Trainer, which sees an endless stream, would count steps)."""
+        if self._block_stream is not None and self._block_stream.is_map_style:
+            self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
         if "loss" in logs and self.args.superposition_steps > 0:
             in_superposition = self.state.global_step <= self.args.superposition_steps
             logs["tst_phase"] = "superposition" if in_superposition else "recovery"

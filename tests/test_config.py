@@ -1,5 +1,6 @@
 """Bad settings fail at construction, naming the field and the fix."""
 
+import datasets
 import pytest
 import yaml
 from conftest import tiny_llama
@@ -52,3 +53,10 @@ def test_yaml_config_with_command_line_overrides(tmp_path):
     config_file.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "tst_bagsize": 4}))
     with pytest.raises(ValueError, match="unknown field.*tst_bagsize"):
         parse_config((TSTConfig,), ["--config", str(config_file)])
+
+
+def test_untokenised_train_dataset_is_refused_before_training(tmp_path):
+    raw = datasets.Dataset.from_dict({"text": ["some words"] * 4})
+    with pytest.raises(ValueError, match="no 'input_ids' column.*pack_text_dataset"):
+        TSTTrainer(model=tiny_llama(), args=TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=True),
+                   train_dataset=raw)

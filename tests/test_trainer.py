@@ -90,6 +90,20 @@ def test_map_style_data_is_read_once_in_plain_trainer_order_across_the_switch(tm
     assert read == blocks_of(plain.seen_input_ids, L)
     first_epoch = read[:len(data)]
     assert sorted(first_epoch) == sorted(tuple(x) for x in data["input_ids"])  # each block once, none skipped
+    assert tst.state.epoch == pytest.approx(len(read) / len(data))  # epochs count passes over the data
+
+
+def test_dataloader_workers_read_the_same_stream(make_config):
+    L, s = 8, 3
+    data = packed_dataset(30, L, 97)
+    reads = []
+    for workers in (0, 2):
+        tst = RecordingTSTTrainer(model=tiny_llama(), train_dataset=data,
+                                  args=make_config(max_steps=6, tst_ratio=0.5, tst_bag_size=s,
+                                                   per_device_train_batch_size=2, dataloader_num_workers=workers))
+        tst.train()
+        reads.append(blocks_of(tst.seen_input_ids, L))
+    assert reads[0] == reads[1]
 
 
 def test_streaming_dataset_is_read_once_in_its_own_order_across_the_switch(make_config):
