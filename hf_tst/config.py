@@ -69,6 +69,9 @@ class TSTConfig(TrainingArguments):
         if self.tst_ratio > 0 and self.superposition_steps == 0:
             raise ValueError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
                              "steps; raise tst_ratio or max_steps, or set tst_ratio=0 to train without TST.")
+        if self.tst_ratio > 0 and self.train_sampling_strategy not in ("random", "sequential"):
+            raise ValueError(f"train_sampling_strategy={self.train_sampling_strategy!r} does not apply to TST, which "
+                             "reads packed blocks as one stream; use 'random' (default) or 'sequential'.")
         if self.tst_ratio == 1.0:
             warnings.warn("tst_ratio=1 leaves no recovery phase: the model is never trained on single tokens "
                           "and will not generate sensibly (the paper found r=1 unusable).", stacklevel=3)

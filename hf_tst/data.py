@@ -54,7 +54,8 @@ class PhasedBlockStream(IterableDataset):
                 if len(self.dataset) == 0:
                     raise ValueError("train_dataset is empty.")
                 if self.shuffle:
-                    order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + epoch))
+                    generator = torch.Generator().manual_seed(self.seed + epoch)
+                    order = torch.randperm(len(self.dataset), generator=generator)
                 else:
                     order = torch.arange(len(self.dataset))
                 yield from order.tolist()
@@ -119,13 +120,13 @@ class TSTDataCollator:
         folds_input = bag_size is not None and self.superpose != "output"
         ids = [torch.as_tensor(row["input_ids"], dtype=torch.long) for row in rows]
         masks = [torch.as_tensor(row["attention_mask"], dtype=torch.long) if "attention_mask" in row
-                 else torch.ones_like(i) for row, i in zip(rows, ids)]
+                 else torch.ones_like(i) for row, i in zip(rows, ids, strict=True)]
         length = max(len(i) for i in ids)
         if folds_input:
             length = -(-length // bag_size) * bag_size  # whole bags only
         input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for n, (i, m) in enumerate(zip(ids, masks)):
+        for n, (i, m) in enumerate(zip(ids, masks, strict=True)):
             input_ids[n, : len(i)] = i
             attention_mask[n, : len(m)] = m
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)

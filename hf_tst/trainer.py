@@ -6,7 +6,6 @@ model, optimizer state and LR schedule carry over the switch untouched, and what
 the model as it is: an ordinary causal-LM checkpoint.
 """
 
-import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 

@@ -22,7 +22,9 @@ class ModelArguments:
     model_config: str | None = field(
         default=None, metadata={"help": "Config (local folder or Hub id) of a model to train from scratch."})
     config_overrides: str | None = field(
-        default=None, metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=256,num_hidden_layers=8'."})
+        default=None,
+        metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=256,num_hidden_layers=8'."},
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Pretrained model (local folder or Hub id) to continue pre-training instead."})
     tokenizer_name: str | None = field(

@@ -19,6 +19,7 @@ from hf_tst.cli import parse_config
     (dict(tst_superpose="both"), "tst_superpose='both' is unknown"),
     (dict(max_steps=-1), "needs a known number of steps.*pass max_steps"),
     (dict(max_steps=1, tst_ratio=0.3), "rounds to 0 superposition steps"),
+    (dict(train_sampling_strategy="group_by_length"), "train_sampling_strategy='group_by_length' does not apply"),
 ])
 def test_bad_tst_settings_raise_naming_the_field(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):

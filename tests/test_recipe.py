@@ -21,7 +21,8 @@ def test_train_recipe_runs_both_phases_and_saves_a_plain_checkpoint(tmp_path, st
                "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
                "--max_steps", "6", "--tst_ratio", "0.5", "--eval_steps", "3", "--save_strategy", "no",
                "--max_eval_blocks", "8", "--logging_steps", "1", "--streaming", streaming, "--output_dir", str(out)]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "final eval loss" in result.stdout
     saved = json.loads((out / "config.json").read_text())

@@ -3,8 +3,17 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import (AutoModelForCausalLM, Gemma3TextConfig, GemmaConfig, GPT2Config, GPTNeoXConfig,
-                          LlamaConfig, MistralConfig, Qwen3Config, Qwen3MoeConfig)
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    Qwen3Config,
+    Qwen3MoeConfig,
+)
 
 from hf_tst import TSTDataCollator, TSTTrainer, superpose_embeddings
 from hf_tst.superpose import next_bag_targets, next_tokens_targets
@@ -109,7 +118,8 @@ def test_superposition_step_on_architecture_matches_reference(name, make_config)
     mask = torch.ones_like(ids)
     mask[1, 11:] = 0  # padding: a partial bag, then an empty one
     trainer = TSTTrainer(model=model, args=make_config(max_steps=10, tst_bag_size=s))
-    batch = trainer.data_collator([{"input_ids": i, "attention_mask": m, "bag_size": s} for i, m in zip(ids, mask)])
+    rows = [{"input_ids": i, "attention_mask": m, "bag_size": s} for i, m in zip(ids, mask, strict=True)]
+    batch = trainer.data_collator(rows)
     loss = trainer.compute_loss(model, batch)
     loss.backward()
     ours_grad = model.get_input_embeddings().weight.grad.clone()

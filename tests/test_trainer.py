@@ -53,7 +53,7 @@ def test_tst_ratio_zero_reproduces_plain_trainer_exactly(tmp_path, make_config):
     tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.0), train_dataset=data)
     tst.train()
     assert step_losses(tst) == step_losses(plain)
-    for p, q in zip(plain.model.parameters(), tst.model.parameters()):
+    for p, q in zip(plain.model.parameters(), tst.model.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -67,7 +67,7 @@ def test_bag_size_one_superposition_path_reproduces_plain_trainer(tmp_path, make
     tst.train()
     phases = [log["tst_phase"] for log in tst.state.log_history if "loss" in log]
     assert phases == ["superposition"] * 4 + ["recovery"] * 4
-    assert all(torch.equal(a, b) for a, b in zip(plain.seen_input_ids, tst.seen_input_ids))
+    assert all(torch.equal(a, b) for a, b in zip(plain.seen_input_ids, tst.seen_input_ids, strict=True))
     torch.testing.assert_close(torch.tensor(step_losses(tst)), torch.tensor(step_losses(plain)), rtol=1e-6, atol=1e-6)
 
 
@@ -142,7 +142,7 @@ def test_gradient_accumulation_gives_the_same_update_in_both_phases(make_config,
         runs.append(trainer)
     torch.testing.assert_close(torch.tensor(step_losses(runs[0])), torch.tensor(step_losses(runs[1])),
                                rtol=1e-6, atol=1e-6)
-    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters()):
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
