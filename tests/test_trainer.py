@@ -186,3 +186,21 @@ def test_checkpoint_is_a_plain_causal_lm(tmp_path, make_config):
     assert result.stdout.startswith("LlamaForCausalLM")
     saved_config = (tmp_path / "final" / "config.json").read_text()
     assert "tst" not in saved_config
+
+
+@pytest.mark.parametrize("checkpoint", [3, 4])  # mid-superposition; at the switch (always saved there)
+def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path, make_config, checkpoint):
+    data = packed_dataset(40, 8, 97)
+
+    def run(output_dir, resume=None):
+        args = make_config(output_dir=str(output_dir), max_steps=8, tst_ratio=0.5, tst_bag_size=3,
+                           per_device_train_batch_size=2, save_strategy="steps", save_steps=3)
+        trainer = TSTTrainer(model=tiny_llama(), args=args, train_dataset=data)
+        trainer.train(resume_from_checkpoint=resume)
+        return {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}
+
+    uninterrupted = run(tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").glob("checkpoint-*")) == [
+        "checkpoint-3", "checkpoint-4", "checkpoint-6", "checkpoint-8"]
+    resumed = run(tmp_path / "b", resume=str(tmp_path / "a" / f"checkpoint-{checkpoint}"))
+    assert resumed == uninterrupted
