@@ -57,7 +57,9 @@ def train_tokenizer(texts: list[str]) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    # No pad token: packed pre-training has no padding, and a pad id equal to EOS would make models
+    # built from a config freeze the EOS embedding (nn.Embedding's padding_idx).
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, model_max_length=512)
     fast.save_pretrained(TOKENIZER_DIR)
     print(f"tokenizer: {fast.vocab_size} tokens -> {TOKENIZER_DIR}")
 
