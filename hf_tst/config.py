@@ -41,6 +41,12 @@ class TSTConfig(TrainingArguments):
                           "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
                           "the last two are the paper's ablations."},
     )
+    tst_allow_changed_settings: bool = field(
+        default=False,
+        metadata={"help": "Resume from a checkpoint written with other TST settings (bag size, ratio, max_steps, "
+                          "superpose mode, rows per step). Off by default: these place the phase switch and the "
+                          "data position, so a changed value silently breaks the run's data accounting."},
+    )
     include_num_input_tokens_seen: str = field(
         default="non_padding",
         metadata={"help": "Track data tokens seen (logged as `num_input_tokens_seen`): in a superposition step "

@@ -8,10 +8,12 @@ the model as it is: an ordinary causal-LM checkpoint.
 
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
 from .loss import multi_hot_cross_entropy, valid_target_weights
+from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition
 
 
@@ -37,9 +39,23 @@ class TSTTrainer(Trainer):
             raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
                              "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
-        self.add_callback(PhaseSwitchCallback())
+        self.add_callback(PhaseSwitchCallback(self.run_settings()))
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._block_stream = None  # the training data stream, made with the train dataloader
+
+    def run_settings(self) -> dict:
+        """The settings that place the phase switch and the data position; checkpoints record them."""
+        return {"tst_bag_size": self.args.tst_bag_size, "tst_ratio": self.args.tst_ratio,
+                "tst_superpose": self.args.tst_superpose, "max_steps": self.args.max_steps,
+                "rows_per_step": self._rows_per_step()}
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """`Trainer.train`, refusing before any compute to resume from an incomplete checkpoint or
+        from one written with other TST settings."""
+        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
+        if checkpoint is not None:
+            check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
+        return super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
 
     # ---- data ----
 
@@ -135,10 +151,16 @@ class TSTTrainer(Trainer):
         super().log(logs, start_time)
 
 
-class PhaseSwitchCallback(TrainerCallback):
+class PhaseSwitchCallback(TrainerCallback, ExportableState):
     """Ends a logging window at the switch, so no logged loss mixes MCE with plain cross-entropy,
     and evaluates and saves there when the run evaluates or saves at all: the phase-1 checkpoint
-    is the one the paper resumed from."""
+    is the one the paper resumed from. Its saved state records the run's TST settings."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+
+    def state(self) -> dict:
+        return {"args": self.settings, "attributes": {}}
 
     def on_step_end(self, args: TSTConfig, state, control, **kwargs):
         if args.superposition_steps and state.global_step == args.superposition_steps:

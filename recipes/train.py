@@ -5,6 +5,7 @@
 Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
 embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
 take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
+`--resume_from_checkpoint last` resumes from the newest complete checkpoint in `--output_dir`.
 """
 
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def main():
 
     trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
                          processing_class=tokenizer)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    resume = args.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=True if resume in ("last", "true", "True") else resume)
     trainer.save_model()
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)

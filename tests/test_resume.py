@@ -1,0 +1,100 @@
+"""Resuming: a run SIGKILLed anywhere and restarted from its newest checkpoint reproduces the
+uninterrupted run; incomplete checkpoints and changed TST settings are refused before any compute."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import packed_dataset, tiny_llama
+
+from hf_tst import TSTTrainer
+
+RUNNER = Path(__file__).with_name("run_tiny.py")
+
+
+def run(output_dir, record, *flags):
+    result = subprocess.run([sys.executable, str(RUNNER), str(output_dir), str(record), *flags],
+                            capture_output=True, text=True)
+    return result
+
+
+def records(path):
+    """step -> the data digests of its micro-batches, in order."""
+    by_step = {}
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line)
+        by_step.setdefault(entry["step"], []).append(entry["data"])
+    return by_step
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference runs, one per dataset kind: (per-step losses, per-step data digests)."""
+    cache = {}
+
+    def get(stream_flag):
+        key = tuple(stream_flag)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp("uninterrupted")
+            result = run(folder / "out", folder / "record.jsonl", *stream_flag)
+            assert result.returncode == 0, result.stderr[-2000:]
+            cache[key] = json.loads(result.stdout.splitlines()[-1]), records(folder / "record.jsonl")
+        return cache[key]
+    return get
+
+
+@pytest.mark.parametrize("kill, streaming, resumes_from", [
+    (["--kill_mid_step", "3"], False, 2),     # mid-superposition
+    (["--kill_after_save", "4"], False, 4),   # right after the checkpoint at the switch
+    (["--kill_mid_step", "5"], False, 4),     # first recovery step
+    (["--kill_mid_step", "7"], False, 6),     # late in recovery
+    (["--kill_mid_step", "3"], True, 2),      # streaming dataset, mid-superposition
+])
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, kill, streaming, resumes_from):
+    stream_flag = ["--streaming"] if streaming else []
+    expected_losses, expected_data = uninterrupted(stream_flag)
+    killed = run(tmp_path / "run", tmp_path / "killed.jsonl", *kill, *stream_flag)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(tmp_path / "run", tmp_path / "resumed.jsonl", "--resume", *stream_flag)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout.splitlines()[-1]) == expected_losses
+    resumed_data = records(tmp_path / "resumed.jsonl")
+    assert sorted(resumed_data) == list(range(resumes_from + 1, 9))  # the phase and position came from the checkpoint
+    assert resumed_data == {step: expected_data[step] for step in resumed_data}
+
+
+def short_run(output_dir, make_config, **overrides):
+    settings = dict(output_dir=str(output_dir), max_steps=6, tst_ratio=0.5, tst_bag_size=3,
+                    per_device_train_batch_size=2, save_strategy="steps", save_steps=2)
+    args = make_config(**{**settings, **overrides})
+    return TSTTrainer(model=tiny_llama(), args=args, train_dataset=packed_dataset(40, 8, 97))
+
+
+def test_interrupted_save_is_refused_by_name_and_skipped_by_resume_true(tmp_path, make_config):
+    short_run(tmp_path, make_config).train()
+    (tmp_path / "checkpoint-6" / "trainer_state.json").unlink()  # as if killed mid-save
+    with pytest.raises(ValueError, match="checkpoint-6.*not a complete checkpoint"):
+        short_run(tmp_path, make_config).train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
+    trainer = short_run(tmp_path, make_config)
+    trainer.train(resume_from_checkpoint=True)
+    assert trainer.state.global_step == 6
+    assert [log["step"] for log in trainer.state.log_history if "loss" in log] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(tst_bag_size=4), "tst_bag_size 3 -> 4"),
+    (dict(tst_ratio=0.34), "tst_ratio 0.5 -> 0.34"),
+    (dict(max_steps=8), "max_steps 6 -> 8"),
+    (dict(per_device_train_batch_size=4), "rows_per_step 2 -> 4"),
+])
+def test_changed_settings_are_refused_unless_allowed(tmp_path, make_config, change, message):
+    short_run(tmp_path, make_config).train()
+    checkpoint = str(tmp_path / "checkpoint-2")
+    with pytest.raises(ValueError, match=f"{message}.*tst_allow_changed_settings=True"):
+        short_run(tmp_path, make_config, **change).train(resume_from_checkpoint=checkpoint)
+    allowed = short_run(tmp_path, make_config, tst_allow_changed_settings=True, **change)
+    allowed.train(resume_from_checkpoint=checkpoint)
+    assert allowed.state.global_step == allowed.args.max_steps
