@@ -51,23 +51,33 @@ class PhasedBlockStream(IterableDataset):
         """Endless refs to blocks, epoch after epoch: indices (map-style) or the items themselves."""
         for epoch in itertools.count():
             if self.is_map_style:
-                if len(self.dataset) == 0:
-                    raise ValueError("train_dataset is empty.")
                 if self.shuffle:
                     generator = torch.Generator().manual_seed(self.seed + epoch)
                     order = torch.randperm(len(self.dataset), generator=generator)
                 else:
                     order = torch.arange(len(self.dataset))
-                yield from order.tolist()
+                blocks = order.tolist()
             else:
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
-                empty = True
-                for item in self.dataset:
-                    empty = False
-                    yield item
-                if empty:
-                    raise ValueError("train_dataset yielded no examples.")
+                blocks = self.dataset
+            read = 0
+            for ref in blocks:
+                read += 1
+                yield ref
+            if epoch == 0:
+                self._check_enough_blocks(read)
+
+    def _check_enough_blocks(self, blocks_in_epoch: int) -> None:
+        """Refuse data that cannot fill one batch without repeating blocks (raised while the first
+        batch is built, before any compute)."""
+        per_row = self.blocks_per_bagged_row if self.superposition_rows else 1
+        needed = self.batch_size * per_row
+        if blocks_in_epoch < needed:
+            raise ValueError(
+                f"train_dataset holds {blocks_in_epoch} blocks, fewer than one batch needs "
+                f"(per_device_train_batch_size {self.batch_size} x {per_row} blocks per row = {needed}); add data, "
+                "or lower per_device_train_batch_size or tst_bag_size (or the block size, if documents are short).")
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
@@ -111,6 +121,7 @@ class TSTDataCollator:
 
     pad_token_id: int = 0
     superpose: str = "full"
+    vocab_size: int | None = None  # when set, token ids must lie in [0, vocab_size)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         bag_sizes = {row.get("bag_size") for row in rows}
@@ -129,6 +140,11 @@ class TSTDataCollator:
         for n, (i, m) in enumerate(zip(ids, masks, strict=True)):
             input_ids[n, : len(i)] = i
             attention_mask[n, : len(m)] = m
+        if self.vocab_size is not None and (input_ids.max() >= self.vocab_size or input_ids.min() < 0):
+            bad = input_ids[(input_ids >= self.vocab_size) | (input_ids < 0)][0].item()
+            raise ValueError(f"token id {bad} in the data lies outside the model's vocabulary [0, {self.vocab_size}): "
+                             "the data was tokenised with another tokenizer; re-tokenise it with the model's, or "
+                             "resize the model's embeddings (model.resize_token_embeddings).")
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if bag_size is None:

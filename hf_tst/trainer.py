@@ -27,9 +27,10 @@ class TSTTrainer(Trainer):
         if not isinstance(args, TSTConfig):
             raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
                             "TrainingArguments field plus the tst_* fields.")
+        vocab_size = _checked_vocab_size(model, kwargs.get("processing_class"))
         if data_collator is None:
             data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, kwargs.get("processing_class")),
-                                            superpose=args.tst_superpose)
+                                            superpose=args.tst_superpose, vocab_size=vocab_size)
         if not isinstance(data_collator, TSTDataCollator):
             raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
                             "builds each phase's batches itself. Leave data_collator unset.")
@@ -168,6 +169,18 @@ class PhaseSwitchCallback(TrainerCallback, ExportableState):
             control.should_evaluate = args.eval_strategy != "no"
             control.should_save = args.save_strategy != "no"
         return control
+
+
+def _checked_vocab_size(model, processing_class) -> int | None:
+    """Rows of the model's input embedding, after refusing a tokenizer with more tokens than that."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab_size = getattr(embedding, "num_embeddings", None)
+    tokens = len(processing_class) if hasattr(processing_class, "__len__") else None
+    if vocab_size is not None and tokens is not None and tokens > vocab_size:
+        raise ValueError(f"the tokenizer (processing_class) has {tokens} tokens but the model's input embedding only "
+                         f"{vocab_size} rows; use the model's own tokenizer, or call "
+                         f"model.resize_token_embeddings({tokens}) before training.")
+    return vocab_size
 
 
 def _pad_token_id(model, processing_class) -> int:
