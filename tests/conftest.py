@@ -25,6 +25,16 @@ def packed_dataset(num_blocks: int, block_len: int, vocab_size: int, seed: int =
         {"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": ids.tolist()})
 
 
+def padded_dataset(num_rows: int, length: int, vocab_size: int, seed: int = 0) -> datasets.Dataset:
+    """Unpacked documents of random lengths, right-padded with id 0 and masked."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab_size, (num_rows, length), generator=g)
+    lengths = torch.randint(3, length + 1, (num_rows,), generator=g)
+    mask = (torch.arange(length)[None] < lengths[:, None]).long()
+    return datasets.Dataset.from_dict({"input_ids": ids.masked_fill(mask == 0, 0).tolist(),
+                                       "attention_mask": mask.tolist()})
+
+
 def config(tmp_path, **overrides) -> TSTConfig:
     defaults = dict(output_dir=str(tmp_path), per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1,
                     save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True)

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("streaming", ["false", "true"])
 def test_train_recipe_runs_both_phases_and_saves_a_plain_checkpoint(tmp_path, streaming):
     out = tmp_path / "run"

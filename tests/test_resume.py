@@ -46,6 +46,7 @@ def uninterrupted(tmp_path_factory):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill, streaming, resumes_from", [
     (["--kill_mid_step", "3"], False, 2),     # mid-superposition
     (["--kill_after_save", "4"], False, 4),   # right after the checkpoint at the switch

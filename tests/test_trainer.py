@@ -4,10 +4,9 @@ the dataset's own read order, a run without gradient accumulation."""
 import subprocess
 import sys
 
-import datasets
 import pytest
 import torch
-from conftest import packed_dataset, tiny_llama
+from conftest import packed_dataset, padded_dataset, tiny_llama
 from transformers import Trainer, TrainingArguments, default_data_collator
 
 from hf_tst import TSTTrainer
@@ -118,15 +117,6 @@ def test_streaming_dataset_is_read_once_in_its_own_order_across_the_switch(make_
     dataset_order = [tuple(x) for x in data["input_ids"]]
     assert len(read) == 3 * batch * s + 3 * batch == 30
     assert read == (dataset_order * 2)[:30]  # one whole pass, then the next epoch continues
-
-
-def padded_dataset(num_rows, length, vocab_size, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, vocab_size, (num_rows, length), generator=g)
-    lengths = torch.randint(3, length + 1, (num_rows,), generator=g)
-    mask = (torch.arange(length)[None] < lengths[:, None]).long()
-    return datasets.Dataset.from_dict({"input_ids": ids.masked_fill(mask == 0, 0).tolist(),
-                                       "attention_mask": mask.tolist()})
 
 
 @pytest.mark.parametrize("weighting", ["uniform", "power_law"])
