@@ -28,6 +28,11 @@ class ModelArguments:
     )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Pretrained model (local folder or Hub id) to continue pre-training instead."})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank for parameter-efficient continued pre-training on "
+                                                     "all linear layers; 0 trains every parameter."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator."})
+    lora_train_embeddings: bool = field(
+        default=False, metadata={"help": "With LoRA, also fully train the input embeddings and the LM head."})
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer (local folder or Hub id); defaults to the model's."})
 
@@ -68,6 +73,19 @@ def load_model(model_args: ModelArguments, vocab_size: int):
     return AutoModelForCausalLM.from_config(config)
 
 
+def with_lora(model, model_args: ModelArguments):
+    """Wrap `model` in a LoRA adapter when `--lora_r` is set (needs `pip install peft`)."""
+    if model_args.lora_r <= 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    embeddings = [model.get_input_embeddings(), model.get_output_embeddings()]
+    names = [name for name, module in model.named_modules() if any(module is e for e in embeddings)]
+    return get_peft_model(model, LoraConfig(
+        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, target_modules="all-linear",
+        modules_to_save=[name.rsplit(".", 1)[-1] for name in names] if model_args.lora_train_embeddings else None))
+
+
 def main():
     model_args, data_args, args = parse_config((ModelArguments, DataArguments, TSTConfig))
     set_seed(args.seed)
@@ -78,7 +96,7 @@ def main():
         held_out = pack_text_dataset(eval_text, tokenizer, data_args.block_size, data_args.text_column)
     held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
                 else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
-    model = load_model(model_args, len(tokenizer))
+    model = with_lora(load_model(model_args, len(tokenizer)), model_args)
 
     trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
                          processing_class=tokenizer)
