@@ -10,6 +10,26 @@ from torch import nn
 
 IGNORE_INDEX = -100
 
+# Causal LMs whose forward reads the token ids beyond the input embedding: a bag has no single id,
+# so the bagged forward would silently compute something else. Found by tests/test_architectures.py.
+UNSUPPORTED_ARCHITECTURES = {
+    "cpmant": "CPM-Ant derives its segments and attention mask from the token ids inside its forward",
+    "deepseek_v4": "DeepSeek-V4 routes tokens to experts by token id (hash routing)",
+    "xlnet": "XLNet is a permutation language model, not a causal decoder over positions",
+}
+
+
+def check_superposable(model: nn.Module) -> None:
+    """Refuse, before any compute, an architecture whose input cannot be superposed."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    reason = UNSUPPORTED_ARCHITECTURES.get(model_type)
+    if reason is None and getattr(config, "hidden_size_per_layer_input", 0):
+        reason = "its per-layer embeddings (Gemma-3n/Gemma-4 style) are looked up from the token ids"
+    if reason is not None:
+        raise ValueError(f"model_type {model_type!r} does not support input superposition: {reason}. Train it "
+                         "with tst_superpose='output' (plain input, next-bag targets) or tst_ratio=0.")
+
 
 def superpose_embeddings(
     embedding_module: nn.Module,

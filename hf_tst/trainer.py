@@ -14,7 +14,7 @@ from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
-from .superpose import EmbeddingSuperposition
+from .superpose import EmbeddingSuperposition, check_superposable
 
 
 class TSTTrainer(Trainer):
@@ -27,6 +27,8 @@ class TSTTrainer(Trainer):
         if not isinstance(args, TSTConfig):
             raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
                             "TrainingArguments field plus the tst_* fields.")
+        if args.superposition_steps and args.tst_superpose != "output":
+            check_superposable(model)
         vocab_size = _checked_vocab_size(model, kwargs.get("processing_class"))
         if data_collator is None:
             data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, kwargs.get("processing_class")),

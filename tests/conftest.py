@@ -6,9 +6,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import datasets  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from hf_tst import TSTConfig  # noqa: E402
+from hf_tst import TSTConfig, TSTTrainer  # noqa: E402
 
 
 def tiny_llama(vocab_size: int = 97, seed: int = 0) -> LlamaForCausalLM:
@@ -33,6 +34,46 @@ def padded_dataset(num_rows: int, length: int, vocab_size: int, seed: int = 0) -
     mask = (torch.arange(length)[None] < lengths[:, None]).long()
     return datasets.Dataset.from_dict({"input_ids": ids.masked_fill(mask == 0, 0).tolist(),
                                        "attention_mask": mask.tolist()})
+
+
+def reference_loss(model, ids, mask, s):
+    """By hand: bag means of the model's own input embeddings as inputs_embeds, then a loop of cross-entropies."""
+    B, N = ids.shape
+    L = N // s
+    token_vectors = model.get_input_embeddings()(ids).float()
+    m = mask.view(B, L, s, 1).float()
+    means = ((token_vectors.view(B, L, s, -1) * m).sum(2) / m.sum(2).clamp(min=1)).to(token_vectors.dtype)
+    bag_mask = mask.view(B, L, s).amax(-1)
+    logits = model(inputs_embeds=means, attention_mask=bag_mask).logits.float()
+    targets = ids.masked_fill(mask == 0, -100).view(B, L, s)
+    num, den = 0.0, 0
+    for j in range(L - 1):
+        for i in range(s):
+            for n in range(B):
+                y = targets[n, j + 1, i]
+                if y != -100:
+                    num = num + F.cross_entropy(logits[n, j], y)
+                    den += 1
+    return num / den
+
+
+def assert_superposition_step_matches_reference(model, make_config, bag_size: int = 3, positions: int = 5):
+    """A TSTTrainer superposition step on a padded batch (a partial bag, then an empty one) gives the
+    hand-written reference's loss and input-embedding gradient."""
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = torch.randint(3, vocab, (2, positions * bag_size))
+    mask = torch.ones_like(ids)
+    mask[1, positions * bag_size - 4:] = 0
+    trainer = TSTTrainer(model=model, args=make_config(max_steps=10, tst_bag_size=bag_size))
+    rows = [{"input_ids": i, "attention_mask": m, "bag_size": bag_size} for i, m in zip(ids, mask, strict=True)]
+    loss = trainer.compute_loss(model, trainer.data_collator(rows))
+    loss.backward()
+    ours_grad = model.get_input_embeddings().weight.grad.clone()
+    model.zero_grad()
+    expected = reference_loss(model, ids, mask, bag_size)
+    expected.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours_grad, model.get_input_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
 
 
 def config(tmp_path, **overrides) -> TSTConfig:

@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_superposition_step_matches_reference
 from transformers import (
     AutoModelForCausalLM,
     Gemma3TextConfig,
@@ -15,7 +16,7 @@ from transformers import (
     Qwen3MoeConfig,
 )
 
-from hf_tst import TSTDataCollator, TSTTrainer, superpose_embeddings
+from hf_tst import TSTDataCollator, superpose_embeddings
 from hf_tst.superpose import next_bag_targets, next_tokens_targets
 
 VOCAB = 64
@@ -86,45 +87,9 @@ def test_collator_masks_pads_out_of_targets_and_makes_whole_bags():
     assert plain["labels"].tolist() == [[1, 2], [3, -100]]
 
 
-def reference_loss(model, ids, mask, s):
-    """By hand: bag means of the model's own input embeddings as inputs_embeds, then a loop of cross-entropies."""
-    B, N = ids.shape
-    L = N // s
-    token_vectors = model.get_input_embeddings()(ids).float()
-    m = mask.view(B, L, s, 1).float()
-    means = ((token_vectors.view(B, L, s, -1) * m).sum(2) / m.sum(2).clamp(min=1)).to(token_vectors.dtype)
-    bag_mask = mask.view(B, L, s).amax(-1)
-    logits = model(inputs_embeds=means, attention_mask=bag_mask).logits.float()
-    targets = ids.masked_fill(mask == 0, -100).view(B, L, s)
-    num, den = 0.0, 0
-    for j in range(L - 1):
-        for i in range(s):
-            for n in range(B):
-                y = targets[n, j + 1, i]
-                if y != -100:
-                    num = num + F.cross_entropy(logits[n, j], y)
-                    den += 1
-    return num / den
-
-
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_superposition_step_on_architecture_matches_reference(name, make_config):
     torch.manual_seed(0)
     model_config = ARCHITECTURES[name]
     model_config.vocab_size = VOCAB
-    model = AutoModelForCausalLM.from_config(model_config).eval()
-    s, L = 3, 5
-    ids = torch.randint(1, VOCAB, (2, L * s))
-    mask = torch.ones_like(ids)
-    mask[1, 11:] = 0  # padding: a partial bag, then an empty one
-    trainer = TSTTrainer(model=model, args=make_config(max_steps=10, tst_bag_size=s))
-    rows = [{"input_ids": i, "attention_mask": m, "bag_size": s} for i, m in zip(ids, mask, strict=True)]
-    batch = trainer.data_collator(rows)
-    loss = trainer.compute_loss(model, batch)
-    loss.backward()
-    ours_grad = model.get_input_embeddings().weight.grad.clone()
-    model.zero_grad()
-    expected = reference_loss(model, ids, mask, s)
-    expected.backward()
-    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(ours_grad, model.get_input_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
+    assert_superposition_step_matches_reference(AutoModelForCausalLM.from_config(model_config).eval(), make_config)

@@ -1,0 +1,74 @@
+"""Every decoder-only architecture in transformers' causal-LM mapping that a generic tiny config
+can build offline runs a superposition step that matches the hand-written reference; the
+architectures that cannot be superposed are refused with a clear message."""
+
+import warnings
+
+import pytest
+import torch
+import transformers
+from conftest import assert_superposition_step_matches_reference
+from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+from hf_tst import TSTTrainer
+from hf_tst.superpose import UNSUPPORTED_ARCHITECTURES, check_superposable
+
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=8, vocab_size=64, n_embd=32, n_layer=2, n_head=4, d_model=32, num_layers=2, ffn_dim=64,
+            moe_intermediate_size=16, num_experts=4, num_local_experts=4, num_experts_per_tok=2, n_routed_experts=4,
+            max_position_embeddings=64, n_positions=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            is_decoder=True)
+MAX_PARAMETERS = 10_000_000
+
+
+def tiny_model(model_type: str):
+    """The architecture at toy size, or a skip saying why a generic tiny config cannot build it."""
+    try:
+        config = AutoConfig.for_model(model_type)
+        if getattr(config, "is_encoder_decoder", False) or any(
+                hasattr(config, sub) for sub in ("vision_config", "audio_config", "encoder_config")):
+            pytest.skip("not a text-only decoder")
+        for name, value in TINY.items():
+            try:
+                if hasattr(config, name):
+                    setattr(config, name, value)
+            except Exception:  # noqa: BLE001 - a read-only or per-layer attribute: keep the default
+                pass
+        with torch.device("meta"):
+            size = sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters())
+        if size > MAX_PARAMETERS:
+            pytest.skip(f"the generic tiny config leaves {size:,} parameters")
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config).eval()
+        model(input_ids=torch.randint(3, 64, (2, 5)), use_cache=False)
+    except pytest.skip.Exception:
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure here is the generic config's, not TST's
+        pytest.skip(f"a generic tiny config does not build or run: {type(error).__name__}")
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES))
+def test_superposition_step_matches_reference(model_type, make_config):
+    transformers.logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = tiny_model(model_type)
+        if model_type in UNSUPPORTED_ARCHITECTURES:
+            with pytest.raises(ValueError, match=f"model_type '{model_type}' does not support input superposition"):
+                TSTTrainer(model=model, args=make_config(max_steps=10, tst_bag_size=3))
+        else:
+            assert_superposition_step_matches_reference(model, make_config)
+
+
+def test_per_layer_token_embeddings_are_refused():
+    """Gemma-3n-style models look their per-layer embeddings up from the token ids (rule read off the config)."""
+    from transformers import Gemma3nTextConfig
+
+    model = torch.nn.Module()
+    model.config = Gemma3nTextConfig()
+    with pytest.raises(ValueError, match="'gemma3n_text' does not support input superposition: its per-layer "
+                                         "embeddings"):
+        check_superposable(model)
