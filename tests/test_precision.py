@@ -1,0 +1,44 @@
+"""Gradient checkpointing, bf16 autocast and torch.compile in both phases, against the plain fp32 run."""
+
+import pytest
+import torch
+from conftest import config, packed_dataset, tiny_llama
+from torch._dynamo.utils import counters
+
+from hf_tst import TSTTrainer
+
+
+def train(make_config, **overrides):
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
+                         args=make_config(max_steps=6, tst_ratio=0.5, tst_bag_size=4, **overrides))
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert [log["tst_phase"] for log in logs] == ["superposition"] * 3 + ["recovery"] * 3
+    return trainer, torch.tensor([log["loss"] for log in logs])
+
+
+@pytest.fixture(scope="module")
+def fp32_losses(tmp_path_factory):
+    return train(lambda **o: config(tmp_path_factory.mktemp("fp32"), **o))[1]
+
+
+def test_gradient_checkpointing_changes_nothing(make_config, fp32_losses):
+    trainer, losses = train(make_config, gradient_checkpointing=True)
+    assert trainer.model.is_gradient_checkpointing
+    torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=1e-6)
+
+
+def test_bf16_autocast_trains_both_phases(make_config, fp32_losses):
+    trainer, losses = train(make_config, bf16=True)
+    assert trainer.accelerator.mixed_precision == "bf16"
+    assert not torch.equal(losses, fp32_losses)  # autocast really ran in bf16
+    torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=5e-3)
+
+
+@pytest.mark.slow
+def test_torch_compile_compiles_both_phases_without_graph_breaks(make_config, fp32_losses):
+    counters.clear()
+    trainer, losses = train(make_config, torch_compile=True)
+    assert counters["stats"]["unique_graphs"] >= 2  # a superposition graph and a recovery graph
+    assert not counters["graph_break"]
+    torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=1e-5)
