@@ -1,0 +1,76 @@
+"""The shipped launch configs parse, and the SLURM script, dry-run with stand-ins for srun,
+scontrol and accelerate, launches one correctly-ranked `accelerate launch` per node whose
+arguments accelerate and recipes/train.py both accept."""
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+from accelerate.commands.config.config_args import load_config_from_file
+from accelerate.commands.launch import launch_command_parser
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_CONFIGS = {"ddp.yaml": "MULTI_GPU", "zero2.yaml": "DEEPSPEED", "zero3.yaml": "DEEPSPEED",
+                  "fsdp.yaml": "FSDP", "multinode.yaml": "MULTI_GPU"}
+
+
+def test_every_launch_config_is_listed_and_parses():
+    assert sorted(p.name for p in (REPO / "recipes" / "accelerate").glob("*.yaml")) == sorted(LAUNCH_CONFIGS)
+    for name, distributed_type in LAUNCH_CONFIGS.items():
+        config = load_config_from_file(str(REPO / "recipes" / "accelerate" / name))
+        assert str(config.distributed_type).endswith(distributed_type), name
+    assert load_config_from_file(str(REPO / "recipes/accelerate/zero3.yaml")).deepspeed_config["zero_stage"] == 3
+    assert load_config_from_file(str(REPO / "recipes/accelerate/fsdp.yaml")).fsdp_config["fsdp_version"] == 2
+
+
+def stand_in(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text("#!/bin/bash\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def train_recipe():
+    spec = importlib.util.spec_from_file_location("train_recipe", REPO / "recipes" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in(bin_dir, "scontrol", 'printf "gpu-node-a\\ngpu-node-b\\n"\n')
+    # srun: drop its own options, then run the task once per node with that node's rank.
+    stand_in(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done\n'
+                              'for rank in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_PROCID=$rank "$@"; done\n')
+    stand_in(bin_dir, "accelerate", f'python3 -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" '
+                                    f'> {tmp_path}/launch-$SLURM_PROCID.json\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-[a-b]",
+           "SLURM_NNODES": "2"}
+    result = subprocess.run(["bash", "recipes/slurm/train.sbatch", "recipes/configs/tiny.yaml", "--tst_bag_size", "8"],
+                            cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+    model_args, data_args, tst_config = None, None, None
+    for rank in (0, 1):
+        argv = json.loads((tmp_path / f"launch-{rank}.json").read_text())
+        assert argv[0] == "launch"
+        launch = launch_command_parser().parse_args(argv[1:])
+        assert (launch.machine_rank, launch.num_machines, launch.num_processes) == (rank, 2, 16)
+        assert (launch.main_process_ip, launch.main_process_port) == ("gpu-node-a", 29500)
+        assert launch.config_file == "recipes/accelerate/multinode.yaml"
+        assert launch.training_script == "recipes/train.py"
+        recipe = train_recipe()
+        cwd = os.getcwd()
+        os.chdir(REPO)
+        try:
+            model_args, data_args, tst_config = recipe.parse_config(
+                (recipe.ModelArguments, recipe.DataArguments, recipe.TSTConfig),
+                launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
+        finally:
+            os.chdir(cwd)
+    assert tst_config.tst_bag_size == 8 and tst_config.max_steps == 300  # the override over the YAML
+    assert model_args.model_config == "recipes/models/tiny-llama" and data_args.block_size == 128
