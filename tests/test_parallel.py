@@ -40,3 +40,28 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single_pro
     assert (parallel["processes"], parallel["backend"], parallel["zero_stage"]) == (2, backend, zero_stage)
     assert single_process["processes"] == 1 and len(parallel["losses"]) == 6
     assert parallel["losses"] == pytest.approx(single_process["losses"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_fsdp2_sharded_steps_match_one_process(tmp_path):
+    """accelerate enables FSDP only on accelerators, so FSDP2 is applied here with `fully_shard` itself: the
+    bag mean, computed by the embedding hook inside the sharded forward, gives the unsharded losses and
+    gradients, for a superposition step and for the recovery step after it."""
+    import torch
+    from conftest import tiny_llama
+    from run_fsdp2 import batch, superposition_then_recovery
+
+    out = tmp_path / "fsdp2.pt"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                             str(Path(__file__).with_name("run_fsdp2.py")), str(out)],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sharded = torch.load(out)
+    unsharded = superposition_then_recovery(tiny_llama(), batch())
+    assert len(sharded) == len(unsharded) == 2
+    for (loss, grads), (expected_loss, expected_grads) in zip(sharded, unsharded, strict=True):
+        torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=1e-6)
+        assert grads.keys() == expected_grads.keys()
+        assert all(grad.abs().sum() > 0 for grad in expected_grads.values())
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, expected_grads[name], rtol=1e-5, atol=1e-6, msg=name)
