@@ -22,25 +22,15 @@ class TSTTrainer(Trainer):
     `train_dataset` of a plain pre-training run (items with `input_ids`), and no `data_collator`."""
 
     def __init__(self, model=None, args: TSTConfig | None = None, data_collator=None, **kwargs):
-        if args is None:
-            args = TSTConfig(output_dir="tmp_trainer")
-        if not isinstance(args, TSTConfig):
-            raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
-                            "TrainingArguments field plus the tst_* fields.")
-        if args.superposition_steps and args.tst_superpose != "output":
-            check_superposable(model)
-        vocab_size = _checked_vocab_size(model, kwargs.get("processing_class"))
+        args = TSTConfig(output_dir="tmp_trainer") if args is None else args
+        processing_class = kwargs.get("processing_class")
+        _check_before_training(model, args, kwargs.get("train_dataset"), processing_class)
         if data_collator is None:
-            data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, kwargs.get("processing_class")),
-                                            superpose=args.tst_superpose, vocab_size=vocab_size)
+            data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, processing_class),
+                                            superpose=args.tst_superpose, vocab_size=_vocab_size(model))
         if not isinstance(data_collator, TSTDataCollator):
             raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
                             "builds each phase's batches itself. Leave data_collator unset.")
-        train_dataset = kwargs.get("train_dataset")
-        columns = getattr(train_dataset, "column_names", None)
-        if columns is not None and "input_ids" not in columns:
-            raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
-                             "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self.add_callback(PhaseSwitchCallback(self.run_settings()))
         self._superposition = None  # the embedding hook, made on the first superposition step
@@ -173,16 +163,28 @@ class PhaseSwitchCallback(TrainerCallback, ExportableState):
         return control
 
 
-def _checked_vocab_size(model, processing_class) -> int | None:
-    """Rows of the model's input embedding, after refusing a tokenizer with more tokens than that."""
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    vocab_size = getattr(embedding, "num_embeddings", None)
-    tokens = len(processing_class) if hasattr(processing_class, "__len__") else None
+def _check_before_training(model, args, train_dataset, processing_class) -> None:
+    """Refuse, before any compute, inputs that TST cannot train on, naming the parameter and the fix."""
+    if not isinstance(args, TSTConfig):
+        raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
+                        "TrainingArguments field plus the tst_* fields.")
+    if args.superposition_steps and args.tst_superpose != "output":
+        check_superposable(model)
+    vocab_size, tokens = _vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None
     if vocab_size is not None and tokens is not None and tokens > vocab_size:
         raise ValueError(f"the tokenizer (processing_class) has {tokens} tokens but the model's input embedding only "
                          f"{vocab_size} rows; use the model's own tokenizer, or call "
                          f"model.resize_token_embeddings({tokens}) before training.")
-    return vocab_size
+    columns = getattr(train_dataset, "column_names", None)
+    if columns is not None and "input_ids" not in columns:
+        raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
+                         "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
+
+
+def _vocab_size(model) -> int | None:
+    """Rows of the model's input embedding (read from the module, so it holds for sharded weights too)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return getattr(embedding, "num_embeddings", None)
 
 
 def _pad_token_id(model, processing_class) -> int:
