@@ -18,7 +18,7 @@ def launch(output_dir, per_device_batch, *launcher_flags):
                "--dynamo_backend", "no", *launcher_flags, str(RUNNER), str(output_dir), str(per_device_batch)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
