@@ -39,11 +39,18 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset id; overrides the local files."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the Hub dataset."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, or comma-separated ids to mix; overrides the local files."})
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration of the Hub dataset (comma-separated, one per dataset)."})
+    dataset_probabilities: str | None = field(
+        default=None, metadata={"help": "Comma-separated sampling probabilities of mixed datasets (default: equal)."})
     train_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training text."})
     validation_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out text."})
     validation_split: str = field(default="validation", metadata={"help": "Held-out split of the Hub dataset."})
+    held_out_documents: int = field(
+        default=0, metadata={"help": "Hold out the first N training documents for evaluation instead of reading "
+                                     "validation_split (for datasets with a train split only)."})
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     block_size: int = field(default=128, metadata={"help": "Model sequence length L: tokens per packed block."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it."})
@@ -51,17 +58,32 @@ class DataArguments:
 
 
 def load_text(data: DataArguments) -> tuple:
-    if data.dataset_name:
-        raw = datasets.load_dataset(data.dataset_name, data.dataset_config_name, streaming=data.streaming)
-        return raw["train"], raw[data.validation_split]
-    if not (data.train_files and data.validation_files):
-        raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
-    raw = datasets.load_dataset("json", data_files={"train": data.train_files, "validation": data.validation_files},
-                                streaming=data.streaming)
-    return raw["train"], raw["validation"]
+    """(train, held-out) text datasets: local JSON lines, or one or more Hub datasets, mixed."""
+    if not data.dataset_name:
+        if not (data.train_files and data.validation_files):
+            raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
+        raw = datasets.load_dataset("json", data_files={"train": data.train_files,
+                                                        "validation": data.validation_files}, streaming=data.streaming)
+        return raw["train"], raw["validation"]
+    names = data.dataset_name.split(",")
+    configs = (data.dataset_config_name or "").split(",") + [""] * len(names)
+
+    def mixed(split: str):
+        parts = [datasets.load_dataset(name, config or None, split=split, streaming=data.streaming)
+                 .select_columns([data.text_column]) for name, config in zip(names, configs, strict=False)]
+        if len(parts) == 1:
+            return parts[0]
+        probabilities = data.dataset_probabilities and [float(p) for p in data.dataset_probabilities.split(",")]
+        return datasets.interleave_datasets(parts, probabilities=probabilities, seed=0,
+                                            stopping_strategy="all_exhausted")
+
+    if data.held_out_documents:
+        train = mixed("train")
+        return train.skip(data.held_out_documents), train.take(data.held_out_documents)
+    return mixed("train"), mixed(data.validation_split)
 
 
-def load_model(model_args: ModelArguments, vocab_size: int):
+def load_model(model_args: ModelArguments, tokenizer):
     if model_args.model_name_or_path:
         return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
     if not model_args.model_config:
@@ -69,7 +91,10 @@ def load_model(model_args: ModelArguments, vocab_size: int):
     config = AutoConfig.from_pretrained(model_args.model_config)
     if model_args.config_overrides:
         config.update_from_string(model_args.config_overrides)
-    config.vocab_size = vocab_size
+    # A model trained from scratch takes its vocabulary and special tokens from the tokenizer.
+    config.vocab_size = len(tokenizer)
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = (
+        tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     return AutoModelForCausalLM.from_config(config)
 
 
@@ -86,8 +111,8 @@ def with_lora(model, model_args: ModelArguments):
         modules_to_save=[name.rsplit(".", 1)[-1] for name in names] if model_args.lora_train_embeddings else None))
 
 
-def main():
-    model_args, data_args, args = parse_config((ModelArguments, DataArguments, TSTConfig))
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, args = parse_config((ModelArguments, DataArguments, TSTConfig), argv)
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     train_text, eval_text = load_text(data_args)
@@ -96,7 +121,7 @@ def main():
         held_out = pack_text_dataset(eval_text, tokenizer, data_args.block_size, data_args.text_column)
     held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
                 else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
-    model = with_lora(load_model(model_args, len(tokenizer)), model_args)
+    model = with_lora(load_model(model_args, tokenizer), model_args)
 
     trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
                          processing_class=tokenizer)
@@ -108,6 +133,7 @@ def main():
     if trainer.is_world_process_zero():
         print(f"final eval loss {metrics['eval_loss']:.4f} (next-token, {len(held_out)} held-out blocks of "
               f"{data_args.block_size}); checkpoint in {args.output_dir}")
+    return metrics
 
 
 if __name__ == "__main__":

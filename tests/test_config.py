@@ -61,3 +61,12 @@ def test_untokenised_train_dataset_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="no 'input_ids' column.*pack_text_dataset"):
         TSTTrainer(model=tiny_llama(), args=TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=True),
                    train_dataset=raw)
+
+
+def test_yaml_base_chain_is_inherited_and_overridden(tmp_path):
+    (tmp_path / "common.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path), "max_steps": 100,
+                                                          "learning_rate": 1e-3}))
+    (tmp_path / "tst.yaml").write_text(yaml.safe_dump({"base": "common.yaml", "tst_bag_size": 4, "max_steps": 50}))
+    (tmp_path / "baseline.yaml").write_text(yaml.safe_dump({"base": "tst.yaml", "tst_ratio": 0.0}))
+    (args,) = parse_config((TSTConfig,), ["--config", str(tmp_path / "baseline.yaml")])
+    assert (args.max_steps, args.learning_rate, args.tst_bag_size, args.tst_ratio) == (50, 1e-3, 4, 0.0)
