@@ -12,6 +12,7 @@ from transformers.trainer_callback import ExportableState
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
+from .hub import write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable
@@ -128,6 +129,19 @@ class TSTTrainer(Trainer):
                 self._superposition.remove()
             self._superposition = EmbeddingSuperposition(embedding)
         return self._superposition
+
+    # ---- model card ----
+
+    def create_model_card(self, license: str | None = None, model_name: str | None = None,
+                          dataset: str | list[str] | None = None, **kwargs) -> None:
+        """The TST model card (README.md and loss curve) in `output_dir`, also used by `push_to_hub`."""
+        if not self.is_world_process_zero():
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        write_model_card(self.args.output_dir, self.args, self.state.log_history, type(model).__name__,
+                         model_name=model_name or self.args.hub_model_id,
+                         dataset=dataset if isinstance(dataset, str) or dataset is None else ", ".join(dataset),
+                         license=license or "apache-2.0")
 
     # ---- logging ----
 

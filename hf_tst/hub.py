@@ -1,0 +1,73 @@
+"""Model cards for TST checkpoints: a Hub-valid README.md with the run's TST settings, its
+per-phase steps and data tokens, the equal-FLOPs context, the eval table and a loss-curve image."""
+
+import math
+import os
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "tst_model_card.md"
+LOSS_CURVE = "loss_curve.png"
+TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
+
+
+def phase_tokens(log_history: list[dict], superposition_steps: int) -> tuple[int, int]:
+    """Data tokens read in each phase, from the logged `num_input_tokens_seen` at the switch and at the end."""
+    seen = {log["step"]: log["num_input_tokens_seen"] for log in log_history if "num_input_tokens_seen" in log}
+    if not seen:
+        return 0, 0
+    at_switch = max((tokens for step, tokens in seen.items() if step <= superposition_steps), default=0)
+    return at_switch, max(seen.values()) - at_switch
+
+
+def plot_loss_curves(log_history: list[dict], superposition_steps: int, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "training loss"), ("eval_loss", "held-out next-token loss")):
+        points = [(log["step"], log[key]) for log in log_history if key in log]
+        if points:
+            axis.plot(*zip(*points, strict=True), marker="." if key == "eval_loss" else None, label=label)
+    if superposition_steps:
+        axis.axvline(superposition_steps, linestyle="--", color="grey", label="phase switch")
+    axis.set(xlabel="optimizer step", ylabel="loss")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_model_card(output_dir: str, args, log_history: list[dict], architecture: str, model_name: str | None = None,
+                     dataset: str | None = None, license: str = "apache-2.0") -> ModelCard:
+    """Render the model card into `output_dir/README.md` (and its loss curve beside it)."""
+    model_name = model_name or os.path.basename(os.path.normpath(output_dir))
+    eval_loss = next((log["eval_loss"] for log in reversed(log_history) if "eval_loss" in log), None)
+    steps = max((log.get("step", 0) for log in log_history), default=0)
+    superposition_steps = min(args.superposition_steps, steps)
+    superposition_tokens, recovery_tokens = phase_tokens(log_history, superposition_steps)
+    plain_tokens_per_step = recovery_tokens / (steps - superposition_steps) if steps > superposition_steps else None
+    plot_loss_curves(log_history, superposition_steps, os.path.join(output_dir, LOSS_CURVE))
+
+    card_data = ModelCardData(
+        license=license, library_name="transformers", pipeline_tag="text-generation", tags=TAGS,
+        datasets=[dataset] if dataset else None, model_name=model_name,
+        eval_results=None if eval_loss is None else [EvalResult(
+            task_type="text-generation", dataset_type=dataset or "held-out", dataset_name=dataset or "held-out",
+            metric_type="loss", metric_name="next-token eval loss", metric_value=round(eval_loss, 4))])
+    eval_rows = [] if eval_loss is None else [("eval loss (nats/token)", f"{eval_loss:.4f}"),
+                                               ("perplexity", f"{math.exp(eval_loss):.2f}")]
+    card = ModelCard.from_template(
+        card_data, template_path=str(TEMPLATE), model_name=model_name, architecture=architecture,
+        superposition_steps=superposition_steps, recovery_steps=steps - superposition_steps,
+        superposition_tokens=f"{superposition_tokens:,}", recovery_tokens=f"{recovery_tokens:,}",
+        total_tokens=f"{superposition_tokens + recovery_tokens:,}",
+        baseline_tokens=f"{round(plain_tokens_per_step * steps):,}" if plain_tokens_per_step else "n/a",
+        bag_size=args.tst_bag_size, ratio=args.tst_ratio, weighting=args.tst_weighting, superpose=args.tst_superpose,
+        max_steps=args.max_steps, learning_rate=args.learning_rate, scheduler=str(args.lr_scheduler_type.value),
+        eval_rows=eval_rows, loss_curve=LOSS_CURVE)
+    card.save(os.path.join(output_dir, "README.md"))
+    return card

@@ -1,0 +1,34 @@
+"""The model card written at the end of training is a Hub-valid card stating the TST run."""
+
+from conftest import packed_dataset, tiny_llama
+from huggingface_hub import ModelCard
+
+from hf_tst import TSTTrainer
+
+
+def test_model_card_states_the_run_and_parses_as_a_hub_card(tmp_path, make_config):
+    L, s, batch = 16, 4, 4
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, L, 97),
+                         eval_dataset=packed_dataset(8, L, 97, seed=1),
+                         args=make_config(max_steps=5, tst_ratio=0.4, tst_bag_size=s, eval_strategy="steps",
+                                          eval_steps=5))
+    trainer.train()
+    trainer.create_model_card(model_name="tiny-tst", dataset="python-docs")
+    eval_loss = [log["eval_loss"] for log in trainer.state.log_history if "eval_loss" in log][-1]
+
+    card = ModelCard.load(tmp_path / "README.md")  # parses the YAML metadata as the Hub does
+    assert card.data.license == "apache-2.0" and card.data.datasets == ["python-docs"]
+    assert "token-superposition-training" in card.data.tags
+    (result,) = card.data.eval_results
+    assert (result.metric_type, result.metric_value) == ("loss", round(eval_loss, 4))
+    assert card.data.model_name == "tiny-tst"
+    text = " ".join(card.text.split())
+    assert "`tst_bag_size=4`, `tst_ratio=0.4`, `tst_weighting=uniform`" in text
+    superposition_tokens, recovery_tokens = 2 * batch * L * s, 3 * batch * L
+    assert "| optimizer steps | 2 | 3 |" in text
+    assert f"| data tokens | {superposition_tokens:,} | {recovery_tokens:,} |" in text
+    assert f"this run read {superposition_tokens + recovery_tokens:,} data tokens" in text
+    assert f"would read {5 * batch * L:,}" in text
+    assert f"| eval loss (nats/token) | {eval_loss:.4f} |" in text
+    assert "LlamaForCausalLM" in text and "![Loss curves](loss_curve.png)" in text
+    assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
