@@ -1,15 +1,32 @@
-"""Model cards for TST checkpoints: a Hub-valid README.md with the run's TST settings, its
-per-phase steps and data tokens, the equal-FLOPs context, the eval table and a loss-curve image."""
+"""Publishing TST checkpoints: a Hub-valid model card (the run's TST settings, per-phase steps and
+data tokens, the equal-FLOPs context, the eval table, a loss-curve image), and the push of the
+checkpoint taken at the phase switch to a revision of its own.
+
+Hub calls go through transformers' shared client (`transformers.utils.hub.hf_api()`), the one
+`Trainer.push_to_hub` uses, so a single substitution intercepts every upload in tests."""
 
 import math
 import os
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.utils import hub as transformers_hub
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "tst_model_card.md"
 LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
+PHASE_SWITCH_REVISION = "tst-phase-switch"
+TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "rng_state*", "_*"]  # kept local: not part of the model
+
+
+def push_phase_switch_checkpoint(repo_id: str, checkpoint_folder: str, step: int, token: str | None = None):
+    """Upload the model of the checkpoint taken at the phase switch to the `tst-phase-switch` branch:
+    the model after superposition, before recovery (the one the paper resumed from)."""
+    client = transformers_hub.hf_api()
+    client.create_branch(repo_id=repo_id, branch=PHASE_SWITCH_REVISION, token=token, exist_ok=True)
+    return client.upload_folder(repo_id=repo_id, folder_path=checkpoint_folder, revision=PHASE_SWITCH_REVISION,
+                                commit_message=f"TST phase switch: end of the superposition phase (step {step})",
+                                ignore_patterns=TRAINING_STATE_FILES, token=token)
 
 
 def phase_tokens(log_history: list[dict], superposition_steps: int) -> tuple[int, int]:

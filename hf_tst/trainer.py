@@ -6,13 +6,16 @@ model, optimizer state and LR schedule carry over the switch untouched, and what
 the model as it is: an ordinary causal-LM checkpoint.
 """
 
+import os
+
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
-from .hub import write_model_card
+from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable
@@ -130,7 +133,16 @@ class TSTTrainer(Trainer):
             self._superposition = EmbeddingSuperposition(embedding)
         return self._superposition
 
-    # ---- model card ----
+    # ---- publishing ----
+
+    def _save_checkpoint(self, model, trial):
+        """Trainer's checkpoint, plus, when pushing to the Hub, the switch checkpoint on its own revision."""
+        super()._save_checkpoint(model, trial)
+        at_switch = self.args.superposition_steps and self.state.global_step == self.args.superposition_steps
+        if at_switch and self.args.push_to_hub and self.is_world_process_zero():
+            step = self.state.global_step
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
+            push_phase_switch_checkpoint(self.hub_model_id, folder, step, self.args.hub_token)
 
     def create_model_card(self, license: str | None = None, model_name: str | None = None,
                           dataset: str | list[str] | None = None, **kwargs) -> None:

@@ -1,0 +1,103 @@
+"""Hub publishing through a substituted client: exactly which files go to which repo and revision,
+and the pushed folders load as plain transformers models."""
+
+import importlib.util
+import shutil
+from concurrent.futures import Future
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import packed_dataset, tiny_llama
+from huggingface_hub.utils import filter_repo_objects
+from transformers import AutoModelForCausalLM
+from transformers.utils import hub as transformers_hub
+
+from hf_tst import TSTTrainer
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_FILES = ["config.json", "generation_config.json", "model.safetensors"]
+
+
+class FakeHub:
+    """Stands in for the Hub client: records every upload and keeps the uploaded files per repo and revision."""
+
+    def __init__(self, root: Path):
+        self.root, self.uploads, self.branches = root, [], []
+
+    def create_repo(self, repo_id, **kwargs):
+        return SimpleNamespace(repo_id=repo_id if "/" in repo_id else f"someone/{repo_id}")
+
+    def create_branch(self, repo_id, branch, **kwargs):
+        self.branches.append((repo_id, branch))
+
+    def upload_folder(self, repo_id, folder_path, path_in_repo=None, revision=None, ignore_patterns=None,
+                      allow_patterns=None, run_as_future=False, **kwargs):
+        files = [str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file()]
+        kept = sorted(filter_repo_objects(files, allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+        target = self.folder(repo_id, revision) / (path_in_repo or "")
+        for name in kept:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(folder_path) / name, target / name)
+        self.uploads.append((repo_id, revision or "main", path_in_repo, kept))
+        if run_as_future:
+            done = Future()
+            done.set_result(None)
+            return done
+
+    def folder(self, repo_id, revision):
+        return self.root / repo_id / (revision or "main")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    fake = FakeHub(tmp_path / "hub")
+    monkeypatch.setattr(transformers_hub, "_hf_api", fake)
+    return fake
+
+
+def test_training_pushes_the_switch_checkpoint_to_its_branch_and_the_final_model_with_its_card(tmp_path, hub,
+                                                                                               make_config):
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
+                         eval_dataset=packed_dataset(8, 16, 97, seed=1),
+                         args=make_config(output_dir=str(tmp_path / "out"), max_steps=6, tst_ratio=0.5, tst_bag_size=4,
+                                          save_strategy="steps", save_steps=100, eval_strategy="steps", eval_steps=6,
+                                          push_to_hub=True, hub_model_id="someone/tiny-tst"))
+    trainer.train()
+    trainer.push_to_hub()
+
+    assert hub.branches == [("someone/tiny-tst", "tst-phase-switch")]
+    switch = [u for u in hub.uploads if u[1] == "tst-phase-switch"]
+    assert switch == [("someone/tiny-tst", "tst-phase-switch", None,
+                       sorted(MODEL_FILES + ["trainer_state.json", "training_args.bin"]))]
+    final = hub.uploads[-1]
+    assert final[:3] == ("someone/tiny-tst", "main", None)
+    assert {"README.md", "loss_curve.png", *MODEL_FILES} <= set(final[3])
+    assert not any(name.startswith("checkpoint-") or "optimizer" in name for name in final[3])
+
+    pushed = AutoModelForCausalLM.from_pretrained(hub.folder("someone/tiny-tst", "main"))
+    for p, q in zip(pushed.parameters(), trainer.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    at_switch = AutoModelForCausalLM.from_pretrained(hub.folder("someone/tiny-tst", "tst-phase-switch"))
+    assert not torch.equal(next(at_switch.parameters()), next(pushed.parameters()))  # the model before recovery
+    assert "token-superposition-training" in (hub.folder("someone/tiny-tst", "main") / "README.md").read_text()
+
+
+def test_push_recipe_uploads_an_existing_output_folder(tmp_path, hub, make_config):
+    out = tmp_path / "out"
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
+                         args=make_config(output_dir=str(out), max_steps=4, tst_bag_size=4, save_strategy="steps",
+                                          save_steps=2))
+    trainer.train()
+    trainer.save_model()
+    trainer.create_model_card()
+    spec = importlib.util.spec_from_file_location("push_recipe", REPO / "recipes" / "push.py")
+    push_recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(push_recipe)
+    push_recipe.main([str(out), "someone/pushed", "--revision", "v1"])
+    assert hub.branches == [("someone/pushed", "v1")]
+    (upload,) = hub.uploads
+    assert upload[:3] == ("someone/pushed", "v1", None)
+    assert set(upload[3]) == {"README.md", "loss_curve.png", "training_args.bin", *MODEL_FILES}
+    AutoModelForCausalLM.from_pretrained(hub.folder("someone/pushed", "v1"))
