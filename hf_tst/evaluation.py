@@ -1,0 +1,100 @@
+"""Downstream evaluation with the EleutherAI harness (lm-eval), 0-shot.
+
+Online, the paper's tasks by name (`PAPER_TASKS`). Offline, a suite built from the embedded
+corpus's held-out split, written as lm-eval task YAMLs over local JSON lines:
+
+- `pydocs_continuation`: HellaSwag-style; pick the true continuation of a passage among four
+  (the other three are continuations of other passages); acc and acc_norm.
+- `pydocs_cloze`: LAMBADA-style; the last word of a passage given the rest; acc and perplexity.
+- `pydocs_bpb`: rolling log-likelihood of whole passages; bits per byte (and word/byte perplexity).
+"""
+
+import gzip
+import json
+import os
+import random
+from pathlib import Path
+
+import yaml
+
+PAPER_TASKS = ["arc_easy", "arc_challenge", "boolq", "hellaswag", "mmlu", "openbookqa", "piqa", "winogrande"]
+OFFLINE_TASKS = ["pydocs_continuation", "pydocs_cloze", "pydocs_bpb"]
+HELD_OUT = Path(__file__).resolve().parents[1] / "recipes" / "data" / "python-docs" / "validation.jsonl.gz"
+CONTEXT_WORDS, ENDING_WORDS, PASSAGE_WORDS = 48, 16, 64
+
+
+def held_out_passages(path: Path = HELD_OUT, limit: int = 200) -> list[str]:
+    """Prose passages of the held-out pages: paragraphs of at least PASSAGE_WORDS words, without markup lines."""
+    passages = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            for paragraph in json.loads(line)["text"].split("\n\n"):
+                words = paragraph.split()
+                if len(words) >= PASSAGE_WORDS and not paragraph.lstrip().startswith((".. ", "::", "   ")):
+                    passages.append(" ".join(words[: CONTEXT_WORDS + ENDING_WORDS]))
+    return passages[:limit]
+
+
+def write_offline_tasks(folder: str, passages: list[str] | None = None, seed: int = 0) -> str:
+    """Write the offline suite (data and task YAMLs) into `folder`; returns it, for TaskManager(include_path=...)."""
+    passages = held_out_passages() if passages is None else passages
+    os.makedirs(folder, exist_ok=True)
+    rng = random.Random(seed)
+    endings = [" ".join(p.split()[CONTEXT_WORDS:]) for p in passages]
+    rows = {"continuation": [], "cloze": [], "bpb": []}
+    for n, passage in enumerate(passages):
+        words = passage.split()
+        distractors = rng.sample([e for m, e in enumerate(endings) if m != n], 3)
+        label = rng.randrange(4)
+        choices = distractors[:label] + [endings[n]] + distractors[label:]
+        rows["continuation"].append({"context": " ".join(words[:CONTEXT_WORDS]), "endings": choices, "label": label})
+        rows["cloze"].append({"text": passage})
+        rows["bpb"].append({"text": passage})
+    common = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1.0}}
+    tasks = {
+        "pydocs_continuation": {"output_type": "multiple_choice", "doc_to_text": "{{context}}",
+                                "doc_to_choice": "{{endings}}", "doc_to_target": "{{label}}",
+                                "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]},
+        "pydocs_cloze": {"output_type": "loglikelihood", "doc_to_text": "{{text.split(' ')[:-1]|join(' ')}}",
+                         "doc_to_target": "{{' '+text.split(' ')[-1]}}",
+                         "metric_list": [{"metric": "perplexity", "aggregation": "perplexity",
+                                          "higher_is_better": False},
+                                         {"metric": "acc", "aggregation": "mean", "higher_is_better": True}]},
+        "pydocs_bpb": {"output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}",
+                       "metric_list": [{"metric": "word_perplexity"}, {"metric": "byte_perplexity"},
+                                       {"metric": "bits_per_byte"}]},
+    }
+    for task, spec in tasks.items():
+        data = os.path.abspath(os.path.join(folder, f"{task}.jsonl"))
+        with open(data, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows[task.removeprefix("pydocs_")])
+        config = {"task": task, **common, "dataset_kwargs": {"data_files": {"test": data}}, **spec}
+        with open(os.path.join(folder, f"{task}.yaml"), "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    return folder
+
+
+def evaluate(model, tokenizer=None, tasks: list[str] | None = None, task_dir: str | None = None,
+             batch_size: int = 8, limit: int | None = None, device: str = "cpu") -> dict:
+    """0-shot lm-eval results for `model` (a path, a Hub id, or an in-memory model with its tokenizer).
+
+    Without `task_dir` the tasks are looked up in lm-eval's own registry (online); with it, only in
+    that folder (the offline suite written by `write_offline_tasks`)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    manager = TaskManager(include_path=task_dir, include_defaults=False) if task_dir else TaskManager()
+    return simple_evaluate(model=lm, tasks=tasks or (OFFLINE_TASKS if task_dir else PAPER_TASKS), num_fewshot=0,
+                           limit=limit, task_manager=manager, log_samples=False)
+
+
+def results_table(results: dict) -> str:
+    """Markdown table of every task's metrics (standard errors dropped)."""
+    lines = ["| task | metric | value |", "|---|---|---|"]
+    for task, metrics in sorted(results["results"].items()):
+        for key, value in sorted(metrics.items()):
+            if isinstance(value, float) and "_stderr" not in key:
+                lines.append(f"| {task} | {key.split(',')[0]} | {value:.4f} |")
+    return "\n".join(lines) + "\n"
