@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)
     trainer.create_model_card(dataset=data_args.dataset_name or data_args.train_files)
+    trainer.save_state()  # trainer_state.json: the log history that compare.py and sweep.py read
     if trainer.is_world_process_zero():
         print(f"final eval loss {metrics['eval_loss']:.4f} (next-token, {len(held_out)} held-out blocks of "
               f"{data_args.block_size}); checkpoint in {args.output_dir}")

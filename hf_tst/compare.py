@@ -1,0 +1,56 @@
+"""Comparing a TST run with its baseline at equal FLOPs: loss curves against steps and against data
+tokens, and the equal-loss speedup.
+
+Every step of either run costs the same model FLOPs (same per-step model shape), so the speedup
+is a ratio of steps: the steps the baseline needs to reach TST's final eval loss, read off its eval
+curve by linear interpolation, divided by TST's steps.
+"""
+
+
+def eval_curve(log_history: list[dict]) -> list[tuple[int, float, int]]:
+    """(step, eval loss, data tokens seen) at each evaluation, in step order."""
+    return sorted((log["step"], log["eval_loss"], log.get("num_input_tokens_seen", 0))
+                  for log in log_history if "eval_loss" in log)
+
+
+def steps_to_reach(curve: list[tuple[int, float, int]], target: float) -> float | None:
+    """First (interpolated) step at which the eval loss falls to `target`; None if it never does."""
+    previous = None
+    for step, loss, _ in curve:
+        if loss <= target:
+            if previous is None:
+                return float(step)
+            (step0, loss0, _) = previous
+            return step0 + (loss0 - target) / (loss0 - loss) * (step - step0)
+        previous = (step, loss, None)
+    return None
+
+
+def equal_loss_speedup(baseline: list[tuple[int, float, int]], tst: list[tuple[int, float, int]]) -> dict:
+    """The speedup of TST over the baseline at TST's final eval loss, with the numbers it rests on."""
+    tst_steps, tst_loss, _ = tst[-1]
+    needed = steps_to_reach(baseline, tst_loss)
+    return {"tst_final_eval_loss": tst_loss, "tst_steps": tst_steps, "baseline_final_eval_loss": baseline[-1][1],
+            "baseline_steps_to_tst_loss": needed, "speedup": None if needed is None else needed / tst_steps}
+
+
+def plot_curves(runs: dict[str, list[tuple[int, float, int]]], path: str, switch_step: int | None = None) -> None:
+    """Eval loss against steps and against data tokens, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_step, by_tokens) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, curve in runs.items():
+        steps, losses, tokens = zip(*curve, strict=True)
+        by_step.plot(steps, losses, marker=".", label=name)
+        by_tokens.plot(tokens, losses, marker=".", label=name)
+    if switch_step:
+        by_step.axvline(switch_step, linestyle="--", color="grey", label="TST phase switch")
+    by_step.set(xlabel="optimizer step (equal FLOPs)", ylabel="held-out next-token loss")
+    by_tokens.set(xlabel="data tokens seen", ylabel="held-out next-token loss")
+    by_step.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

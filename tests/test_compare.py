@@ -1,0 +1,49 @@
+"""Equal-loss speedup against a hand-computed interpolation, and recipes/compare.py end to end (shrunk)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from hf_tst.compare import equal_loss_speedup, steps_to_reach
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = [(100, 6.0, 0), (200, 5.0, 0), (300, 4.5, 0), (400, 4.2, 0)]
+
+
+def test_speedup_interpolates_the_baseline_curve():
+    # TST ends at 4.8 after 200 steps; the baseline crosses 4.8 between steps 200 (5.0) and 300 (4.5):
+    # 200 + (5.0 - 4.8) / (5.0 - 4.5) * 100 = 240 steps, so 240 / 200 = 1.2x.
+    result = equal_loss_speedup(BASELINE, [(100, 6.5, 0), (200, 4.8, 0)])
+    assert result["baseline_steps_to_tst_loss"] == pytest.approx(240.0)
+    assert result["speedup"] == pytest.approx(1.2)
+    assert steps_to_reach(BASELINE, 6.5) == 100.0
+
+
+def test_speedup_says_when_the_baseline_never_gets_there():
+    result = equal_loss_speedup(BASELINE, [(400, 4.0, 0)])
+    assert result["baseline_steps_to_tst_loss"] is None and result["speedup"] is None
+
+
+@pytest.mark.slow
+def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = importlib.util.spec_from_file_location("compare_recipe", REPO / "recipes" / "compare.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    result = recipe.main([
+        "--config", "recipes/configs/tiny.yaml", "--compare_dir", str(tmp_path), "--eval_limit", "10",
+        "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
+        "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
+        "--max_steps", "6", "--tst_ratio", "0.5", "--eval_steps", "2", "--save_strategy", "no",
+        "--max_eval_blocks", "8", "--logging_steps", "1", "--disable_tqdm", "true"])
+    report = (tmp_path / "report.md").read_text()
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert [step for step, _, _ in data["tst"]["curve"]][:3] == [2, 3, 4]  # every 2 steps, plus the switch (3)
+    tst_tokens, baseline_tokens = data["tst"]["curve"][-1][2], data["baseline"]["curve"][-1][2]
+    assert tst_tokens > baseline_tokens  # equal steps, more data for TST
+    assert data["speedup"]["tst_final_eval_loss"] == data["tst"]["curve"][-1][1]
+    assert ("equal-loss speedup" in report) == (result["speedup"]["speedup"] is not None)
+    assert "| tst | 6 |" in report and "| baseline | 6 |" in report
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
