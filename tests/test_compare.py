@@ -47,3 +47,26 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
     assert ("equal-loss speedup" in report) == (result["speedup"]["speedup"] is not None)
     assert "| tst | 6 |" in report and "| baseline | 6 |" in report
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_sweep_recipe_tabulates_a_grid_against_one_baseline(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    spec = importlib.util.spec_from_file_location("sweep_recipe", REPO / "recipes" / "sweep.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    result = recipe.main([
+        "--config", "recipes/configs/tiny.yaml", "--sweep_dir", str(tmp_path), "--bag_sizes", "2,4",
+        "--ratios", "0.5", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
+        "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
+        "--max_steps", "4", "--eval_steps", "100", "--save_strategy", "no", "--max_eval_blocks", "8",
+        "--disable_tqdm", "true"])
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [(run["s"], run["r"]) for run in saved["runs"]] == [(2, 0.5), (4, 0.5)]
+    for run in saved["runs"]:  # each cell is the final eval loss its own run reported
+        results = json.loads((tmp_path / f"s{run['s']}-r0.5" / "eval_results.json").read_text())
+        assert run["eval_loss"] == results["eval_loss"] == result["losses"][run["s"], 0.5]
+    assert saved["baseline"] == json.loads((tmp_path / "baseline" / "eval_results.json").read_text())["eval_loss"]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| s \\ r | 0.5 |" in table and table.count("\n| ") == 3
+    assert (tmp_path / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
