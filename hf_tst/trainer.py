@@ -48,11 +48,13 @@ class TSTTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train`, refusing before any compute to resume from an incomplete checkpoint or
-        from one written with other TST settings."""
+        from one written with other TST settings, and leaving the model card in `output_dir`."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
-        return super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
+        output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
+        self.create_model_card()
+        return output
 
     # ---- data ----
 

@@ -13,6 +13,7 @@ def test_model_card_states_the_run_and_parses_as_a_hub_card(tmp_path, make_confi
                          args=make_config(max_steps=5, tst_ratio=0.4, tst_bag_size=s, eval_strategy="steps",
                                           eval_steps=5))
     trainer.train()
+    assert ModelCard.load(tmp_path / "README.md").data.model_name == tmp_path.name  # written by train() itself
     trainer.create_model_card(model_name="tiny-tst", dataset="python-docs")
     eval_loss = [log["eval_loss"] for log in trainer.state.log_history if "eval_loss" in log][-1]
 
