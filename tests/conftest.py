@@ -1,4 +1,6 @@
+import importlib.util
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -10,6 +12,16 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from hf_tst import TSTConfig, TSTTrainer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_recipe(name: str):
+    """A script of recipes/ as a module (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_recipe", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_llama(vocab_size: int = 97, seed: int = 0) -> LlamaForCausalLM:

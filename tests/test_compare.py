@@ -1,10 +1,10 @@
 """Equal-loss speedup against a hand-computed interpolation, and recipes/compare.py end to end (shrunk)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from conftest import load_recipe
 
 from hf_tst.compare import equal_loss_speedup, steps_to_reach
 
@@ -29,9 +29,7 @@ def test_speedup_says_when_the_baseline_never_gets_there():
 @pytest.mark.slow
 def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    spec = importlib.util.spec_from_file_location("compare_recipe", REPO / "recipes" / "compare.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("compare")
     result = recipe.main([
         "--config", "recipes/configs/tiny.yaml", "--compare_dir", str(tmp_path), "--eval_limit", "10",
         "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
@@ -52,9 +50,7 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sweep_recipe_tabulates_a_grid_against_one_baseline(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    spec = importlib.util.spec_from_file_location("sweep_recipe", REPO / "recipes" / "sweep.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("sweep")
     result = recipe.main([
         "--config", "recipes/configs/tiny.yaml", "--sweep_dir", str(tmp_path), "--bag_sizes", "2,4",
         "--ratios", "0.5", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",

@@ -1,11 +1,10 @@
 """recipes/evaluate.py runs the offline lm-eval suite on a checkpoint; the suite's items are well formed."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import yaml
-from conftest import tiny_llama
+from conftest import load_recipe, tiny_llama
 from transformers import AutoTokenizer
 
 from hf_tst.evaluation import OFFLINE_TASKS, held_out_passages, write_offline_tasks
@@ -33,9 +32,7 @@ def test_evaluate_recipe_writes_results_for_the_offline_suite(tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes" / "tokenizer")
     tiny_llama(vocab_size=len(tokenizer)).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
-    spec = importlib.util.spec_from_file_location("evaluate_recipe", REPO / "recipes" / "evaluate.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    recipe = load_recipe("evaluate")
     recipe.main([str(checkpoint), "--limit", "20"])
     results = json.loads((checkpoint / "results.json").read_text())["results"]
     assert set(results) == set(OFFLINE_TASKS)

@@ -1,7 +1,6 @@
 """Hub publishing through a substituted client: exactly which files go to which repo and revision,
 and the pushed folders load as plain transformers models."""
 
-import importlib.util
 import shutil
 from concurrent.futures import Future
 from pathlib import Path
@@ -9,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import packed_dataset, tiny_llama
+from conftest import load_recipe, packed_dataset, tiny_llama
 from huggingface_hub.utils import filter_repo_objects
 from transformers import AutoModelForCausalLM
 from transformers.utils import hub as transformers_hub
@@ -92,9 +91,7 @@ def test_push_recipe_uploads_an_existing_output_folder(tmp_path, hub, make_confi
     trainer.train()
     trainer.save_model()
     trainer.create_model_card()
-    spec = importlib.util.spec_from_file_location("push_recipe", REPO / "recipes" / "push.py")
-    push_recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(push_recipe)
+    push_recipe = load_recipe("push")
     push_recipe.main([str(out), "someone/pushed", "--revision", "v1"])
     assert hub.branches == [("someone/pushed", "v1")]
     (upload,) = hub.uploads

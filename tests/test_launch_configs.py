@@ -2,7 +2,6 @@
 scontrol and accelerate, launches one correctly-ranked `accelerate launch` per node whose
 arguments accelerate and recipes/train.py both accept."""
 
-import importlib.util
 import json
 import os
 import stat
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
+from conftest import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_CONFIGS = {"ddp.yaml": "MULTI_GPU", "zero2.yaml": "DEEPSPEED", "zero3.yaml": "DEEPSPEED",
@@ -30,13 +30,6 @@ def stand_in(folder: Path, name: str, body: str) -> None:
     path = folder / name
     path.write_text("#!/bin/bash\n" + body)
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
-
-
-def train_recipe():
-    spec = importlib.util.spec_from_file_location("train_recipe", REPO / "recipes" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_path):
@@ -63,7 +56,7 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
         assert (launch.main_process_ip, launch.main_process_port) == ("gpu-node-a", 29500)
         assert launch.config_file == "recipes/accelerate/multinode.yaml"
         assert launch.training_script == "recipes/train.py"
-        recipe = train_recipe()
+        recipe = load_recipe("train")
         cwd = os.getcwd()
         os.chdir(REPO)
         try:

@@ -1,11 +1,11 @@
 """The paper's recipes: each config resolves to the paper's settings, and dry-runs two steps of
 both phases with the model shrunk and the data and tokenizer swapped for the embedded ones."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
+from conftest import load_recipe
 from transformers import AutoConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,13 +21,6 @@ EXPECTED = {
 CONFIGS = [f"{name}-{kind}" for name in EXPECTED for kind in ("tst", "baseline")]
 
 
-def train_recipe():
-    spec = importlib.util.spec_from_file_location("train_recipe", REPO / "recipes" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_paper_config_is_covered():
     assert sorted(p.stem for p in PAPER.glob("*.yaml")) == sorted(CONFIGS + ["common"])
 
@@ -35,7 +28,7 @@ def test_every_paper_config_is_covered():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_paper_config_has_the_papers_settings(config, monkeypatch):
     monkeypatch.chdir(REPO)
-    recipe = train_recipe()
+    recipe = load_recipe("train")
     argv = ["--config", str(PAPER / f"{config}.yaml"), "--use_cpu", "true"]  # bf16 needs a GPU or use_cpu
     model_args, data_args, args = recipe.parse_config(
         (recipe.ModelArguments, recipe.DataArguments, recipe.TSTConfig), argv)
@@ -69,7 +62,7 @@ def shrink(model_config: Path) -> str:
 def test_paper_config_dry_runs_shrunk_on_the_embedded_corpus(config, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     model = EXPECTED[config.rsplit("-", 1)[0]][0]
-    metrics = train_recipe().main([
+    metrics = load_recipe("train").main([
         "--config", str(PAPER / f"{config}.yaml"),
         "--config_overrides", shrink(REPO / "recipes" / "models" / model),
         "--tokenizer_name", str(REPO / "recipes" / "tokenizer"), "--dataset_name", "",
