@@ -10,6 +10,10 @@ from hf_tst.compare import equal_loss_speedup, steps_to_reach
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = [(100, 6.0, 0), (200, 5.0, 0), (300, 4.5, 0), (400, 4.2, 0)]
+# The main job's config, shrunk to seconds: a one-layer model on the small held-out file.
+TINY_SHRUNK = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
+               "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
+               "--save_strategy", "no", "--max_eval_blocks", "8", "--disable_tqdm", "true"]
 
 
 def test_speedup_interpolates_the_baseline_curve():
@@ -29,13 +33,9 @@ def test_speedup_says_when_the_baseline_never_gets_there():
 @pytest.mark.slow
 def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    recipe = load_recipe("compare")
-    result = recipe.main([
-        "--config", "recipes/configs/tiny.yaml", "--compare_dir", str(tmp_path), "--eval_limit", "10",
-        "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
-        "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
-        "--max_steps", "6", "--tst_ratio", "0.5", "--eval_steps", "2", "--save_strategy", "no",
-        "--max_eval_blocks", "8", "--logging_steps", "1", "--disable_tqdm", "true"])
+    result = load_recipe("compare").main([
+        *TINY_SHRUNK, "--compare_dir", str(tmp_path), "--eval_limit", "10",
+        "--max_steps", "6", "--tst_ratio", "0.5", "--eval_steps", "2", "--logging_steps", "1"])
     report = (tmp_path / "report.md").read_text()
     data = json.loads((tmp_path / "report.json").read_text())
     assert [step for step, _, _ in data["tst"]["curve"]][:3] == [2, 3, 4]  # every 2 steps, plus the switch (3)
@@ -50,13 +50,9 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_sweep_recipe_tabulates_a_grid_against_one_baseline(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    recipe = load_recipe("sweep")
-    result = recipe.main([
-        "--config", "recipes/configs/tiny.yaml", "--sweep_dir", str(tmp_path), "--bag_sizes", "2,4",
-        "--ratios", "0.5", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
-        "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
-        "--max_steps", "4", "--eval_steps", "100", "--save_strategy", "no", "--max_eval_blocks", "8",
-        "--disable_tqdm", "true"])
+    result = load_recipe("sweep").main([
+        *TINY_SHRUNK, "--sweep_dir", str(tmp_path), "--bag_sizes", "2,4", "--ratios", "0.5",
+        "--max_steps", "4", "--eval_steps", "100"])
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [(run["s"], run["r"]) for run in saved["runs"]] == [(2, 0.5), (4, 0.5)]
     for run in saved["runs"]:  # each cell is the final eval loss its own run reported
