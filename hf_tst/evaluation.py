@@ -41,15 +41,15 @@ def write_offline_tasks(folder: str, passages: list[str] | None = None, seed: in
     os.makedirs(folder, exist_ok=True)
     rng = random.Random(seed)
     endings = [" ".join(p.split()[CONTEXT_WORDS:]) for p in passages]
-    rows = {"continuation": [], "cloze": [], "bpb": []}
+    continuation = []
     for n, passage in enumerate(passages):
-        words = passage.split()
         distractors = rng.sample([e for m, e in enumerate(endings) if m != n], 3)
         label = rng.randrange(4)
         choices = distractors[:label] + [endings[n]] + distractors[label:]
-        rows["continuation"].append({"context": " ".join(words[:CONTEXT_WORDS]), "endings": choices, "label": label})
-        rows["cloze"].append({"text": passage})
-        rows["bpb"].append({"text": passage})
+        continuation.append({"context": " ".join(passage.split()[:CONTEXT_WORDS]), "endings": choices, "label": label})
+    # The cloze and bits-per-byte tasks read the same passages.
+    rows = {"pydocs_continuation": continuation, "pydocs_cloze": [{"text": p} for p in passages]}
+    rows["pydocs_bpb"] = rows["pydocs_cloze"]
     common = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1.0}}
     tasks = {
         "pydocs_continuation": {"output_type": "multiple_choice", "doc_to_text": "{{context}}",
@@ -67,7 +67,7 @@ def write_offline_tasks(folder: str, passages: list[str] | None = None, seed: in
     for task, spec in tasks.items():
         data = os.path.abspath(os.path.join(folder, f"{task}.jsonl"))
         with open(data, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows[task.removeprefix("pydocs_")])
+            f.writelines(json.dumps(row) + "\n" for row in rows[task])
         config = {"task": task, **common, "dataset_kwargs": {"data_files": {"test": data}}, **spec}
         with open(os.path.join(folder, f"{task}.yaml"), "w") as f:
             yaml.safe_dump(config, f, sort_keys=False)

@@ -15,16 +15,14 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import DataArguments, ModelArguments, TSTConfig, parse_config  # noqa: E402
-from train import main as train  # noqa: E402
+from train import DataArguments, ModelArguments, TSTConfig, parse_config, train_variant  # noqa: E402
 
 from hf_tst.compare import equal_loss_speedup, eval_curve, plot_curves  # noqa: E402
 from hf_tst.evaluation import evaluate, write_offline_tasks  # noqa: E402
 
 
 def run(train_argv: list[str], output_dir: str, eval_limit: int | None, **overrides) -> dict:
-    flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
-    train([*train_argv, *flags, "--output_dir", output_dir])
+    train_variant(train_argv, output_dir, **overrides)
     with open(os.path.join(output_dir, "trainer_state.json")) as f:
         state = json.load(f)
     downstream = evaluate(output_dir, task_dir=write_offline_tasks(os.path.join(output_dir, "lm_eval_tasks")),

@@ -13,12 +13,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import main as train  # noqa: E402
+from train import train_variant  # noqa: E402
 
 
 def run(train_argv: list[str], output_dir: str, **overrides) -> float:
-    flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
-    return train([*train_argv, *flags, "--output_dir", output_dir])["eval_loss"]
+    return train_variant(train_argv, output_dir, **overrides)["eval_loss"]
 
 
 def table(losses: dict[tuple[int, float], float], baseline: float, bag_sizes: list[int], ratios: list[float]) -> str:

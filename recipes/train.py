@@ -138,5 +138,11 @@ def main(argv: list[str] | None = None) -> dict:
     return metrics
 
 
+def train_variant(argv: list[str], output_dir: str, **overrides) -> dict:
+    """`main` on `argv` with `--field value` overrides and its own output_dir: one run of a comparison or sweep."""
+    flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
+    return main([*argv, *flags, "--output_dir", output_dir])
+
+
 if __name__ == "__main__":
     main()
