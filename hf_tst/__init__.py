@@ -2,7 +2,7 @@
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
-from .loss import bag_weights, multi_hot_cross_entropy
+from .loss import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
 from .superpose import EmbeddingSuperposition, superpose_embeddings
 from .trainer import TSTTrainer
 
@@ -13,6 +13,7 @@ __all__ = [
     "TSTDataCollator",
     "TSTTrainer",
     "bag_weights",
+    "linear_multi_hot_cross_entropy",
     "multi_hot_cross_entropy",
     "superpose_embeddings",
 ]

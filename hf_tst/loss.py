@@ -1,17 +1,26 @@
-"""Multi-hot cross-entropy (MCE): the superposition phase's loss.
+"""Multi-hot cross-entropy (MCE): the superposition phase's loss, fused with its gradient.
 
 For logits z at a position and its target bag y_1..y_s with weights w_i:
 
     MCE(z, y) = sum_i w_i * (logsumexp(z) - z[y_i])
+    dMCE/dz   = (sum_i w_i) * softmax(z) - sum_i w_i * onehot(y_i)
 
-which equals the paper's loop of s weighted cross-entropies, but needs one logsumexp per
-position instead of s log-softmaxes. Over a batch, ignored targets (label -100: the missing
-next bag of the last position, padding) drop out of numerator and denominator:
+which equals the paper's loop of s weighted cross-entropies, but needs one pass over the logits
+(one exp, one sum, s gathers) for the loss and its gradient together. Over a batch, ignored
+targets (label -100: the missing next bag of the last position, padding) drop out of numerator
+and denominator:
 
     loss = sum_{n,i valid} w_i * CE(z_n, y_{n,i}) / sum_{n,i valid} w_i
 
 Both sums add up across micro-batches and devices, which is what exact gradient accumulation
 needs: the trainer sums numerators and divides by the weight mass of the whole optimizer step.
+Standard next-token cross-entropy is the case s = 1.
+
+Two entry points share the arithmetic, one chunk of positions at a time, in float32:
+`multi_hot_cross_entropy` takes logits the model has materialised; `linear_multi_hot_cross_entropy`
+takes the hidden states and the LM head's weight, and never holds more than one chunk of logits.
+Both compute the gradient during the forward pass when one is needed (as Liger Kernel's fused
+linear cross-entropy does), so backward is a multiplication by the incoming scalar.
 """
 
 import torch
@@ -25,6 +34,9 @@ WEIGHTINGS = {
     # C0 + a * i^k, fitted by the paper to the mutual information between a token and the i-th next one.
     "fitted_power_law": lambda i: 3.63 + 1.35 * i.pow(-1.25),
 }
+
+# Logits held at once by the chunked paths, in elements (64 MiB of float32): rows per chunk = this // vocab.
+CHUNK_ELEMENTS = 2**24
 
 
 def bag_weights(weighting: str, bag_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -42,29 +54,183 @@ def valid_target_weights(target_bags: torch.Tensor, weighting: str = "uniform", 
     return weights * (target_bags != ignore_index)
 
 
+def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                         softcap: float | None, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Summed MCE of a chunk of logits (n, V) against `targets` (n, s) with `weights` (n, s), in
+    float32, and its float32 gradient with respect to the chunk when `need_grad`."""
+    z = logits.float()
+    if softcap is not None:  # Gemma-style soft-capping: the model's logits are c * tanh(z / c)
+        z = softcap * torch.tanh(z / softcap)
+    target_logits = z.gather(-1, targets)
+    if not need_grad:
+        return ((torch.logsumexp(z, dim=-1, keepdim=True) - target_logits) * weights).sum(), None
+    peak = z.amax(dim=-1, keepdim=True)
+    grad = (z - peak).exp_()                                         # unnormalised softmax
+    normaliser = grad.sum(dim=-1, keepdim=True)
+    loss = ((peak + normaliser.log() - target_logits) * weights).sum()
+    grad.mul_(weights.sum(dim=-1, keepdim=True) / normaliser)        # softmax times the position's weight mass
+    grad.scatter_add_(-1, targets, -weights)                         # minus the bag's weights on its targets
+    if softcap is not None:
+        grad.mul_(1 - (z / softcap).square())                        # d(c tanh(x/c))/dx
+    return loss, grad
+
+
+def _chunks(rows: int, vocab_size: int, chunk_rows: int | None):
+    step = chunk_rows or max(1, CHUNK_ELEMENTS // vocab_size)
+    return (slice(start, min(start + step, rows)) for start in range(0, rows, step))
+
+
+class _FusedMultiHotCrossEntropy(torch.autograd.Function):
+    """Summed MCE of materialised logits (N, V); the gradient is written during forward."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, weights, softcap, chunk_rows):
+        need_grad = logits.requires_grad
+        grad_logits = torch.empty_like(logits) if need_grad else None
+        total = torch.zeros((), dtype=torch.float32, device=logits.device)
+        for rows in _chunks(logits.shape[0], logits.shape[1], chunk_rows):
+            loss, grad = _chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap, need_grad)
+            total += loss
+            if need_grad:
+                grad_logits[rows] = grad
+        ctx.save_for_backward(grad_logits)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (grad_logits,) = ctx.saved_tensors
+        return _scaled(grad_logits, grad_output), None, None, None, None
+
+
+class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
+    """Summed MCE of hidden (N, D) @ weight (V, D)^T + bias, one chunk of rows at a time; the
+    gradients of hidden, weight and bias are accumulated during forward."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, weights, softcap, chunk_rows):
+        # Matmuls run in the autocast dtype when autocast is on (as the model's own LM head would), else in
+        # the hidden states' dtype; gradients are kept in each input's own dtype.
+        device_type = hidden.device.type
+        compute_dtype = (torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type)
+                         else hidden.dtype)
+        w = weight.to(compute_dtype)
+        b = None if bias is None else bias.to(compute_dtype)
+        grad_hidden = torch.empty_like(hidden) if hidden.requires_grad else None
+        grad_weight = torch.zeros_like(weight) if weight.requires_grad else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if bias is not None and bias.requires_grad else None
+        need_grad = any(g is not None for g in (grad_hidden, grad_weight, grad_bias))
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        with torch.autocast(device_type, enabled=False):
+            for rows in _chunks(hidden.shape[0], weight.shape[0], chunk_rows):
+                h = hidden[rows].to(compute_dtype)
+                logits = h @ w.T if b is None else torch.addmm(b, h, w.T)
+                loss, grad = _chunk_loss_and_grad(logits, targets[rows], weights[rows], softcap, need_grad)
+                total += loss
+                if not need_grad:
+                    continue
+                grad = grad.to(compute_dtype)
+                if grad_hidden is not None:
+                    grad_hidden[rows] = grad @ w
+                if grad_weight is not None:
+                    grad_weight += grad.T @ h
+                if grad_bias is not None:
+                    grad_bias += grad.float().sum(dim=0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        grad_bias = None if grad_bias is None else grad_bias.to(ctx.bias_dtype)
+        return (_scaled(grad_hidden, grad_output), _scaled(grad_weight, grad_output), _scaled(grad_bias, grad_output),
+                None, None, None, None)
+
+
+def _scaled(grad: torch.Tensor | None, grad_output: torch.Tensor) -> torch.Tensor | None:
+    """`grad` times the incoming scalar gradient, skipping the pass over it when that is 1."""
+    if grad is None or bool(grad_output == 1):
+        return grad
+    return grad * grad_output.to(grad.dtype)
+
+
+def _flatten_targets(target_bags: torch.Tensor, leading_shape: torch.Size, weighting: str, ignore_index: int):
+    if target_bags.shape[:-1] != leading_shape:
+        raise ValueError(f"the model's positions {tuple(leading_shape)} and target_bags {tuple(target_bags.shape)} "
+                         "must agree on every dimension but the last.")
+    weights = valid_target_weights(target_bags, weighting, ignore_index)
+    targets = target_bags.masked_fill(target_bags == ignore_index, 0)
+    s = target_bags.shape[-1]
+    return targets.reshape(-1, s), weights.reshape(-1, s)
+
+
+def _reduce(total: torch.Tensor, weights: torch.Tensor, reduction: str) -> torch.Tensor:
+    return total if reduction == "sum" else total / weights.sum()
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+
+
 def multi_hot_cross_entropy(
     logits: torch.Tensor,
     target_bags: torch.Tensor,
     weighting: str = "uniform",
     ignore_index: int = -100,
     reduction: str = "mean",
+    softcap: float | None = None,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """Weighted multi-hot cross-entropy of `logits` (..., V) against `target_bags` (..., s).
 
     `reduction="mean"` divides by the weight mass of the valid targets (NaN when there are
     none, like `F.cross_entropy`); `"sum"` returns the numerator, for callers that normalise over
-    a larger batch (gradient accumulation).
+    a larger batch (gradient accumulation). `softcap` c applies c * tanh(logits / c) first. The
+    result is float32 whatever the logits' dtype; no float32 copy of all the logits is made.
     """
-    if logits.shape[:-1] != target_bags.shape[:-1]:
-        raise ValueError(f"logits {tuple(logits.shape)} and target_bags {tuple(target_bags.shape)} must agree "
-                         "on every dimension but the last.")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
-    logits = logits.float()
-    weights = valid_target_weights(target_bags, weighting, ignore_index)
-    log_normaliser = torch.logsumexp(logits, dim=-1, keepdim=True)                   # (..., 1)
-    targets = target_bags.masked_fill(target_bags == ignore_index, 0)
-    target_logits = logits.gather(-1, targets)                                       # (..., s)
-    total = ((log_normaliser - target_logits) * weights).sum()
-    return total if reduction == "sum" else total / weights.sum()
+    _check_reduction(reduction)
+    targets, weights = _flatten_targets(target_bags, logits.shape[:-1], weighting, ignore_index)
+    flat = logits.reshape(-1, logits.shape[-1])
+    return _reduce(_FusedMultiHotCrossEntropy.apply(flat, targets, weights, softcap, chunk_rows), weights, reduction)
 
+
+def linear_multi_hot_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target_bags: torch.Tensor,
+    weighting: str = "uniform",
+    bias: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    softcap: float | None = None,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """`multi_hot_cross_entropy(hidden @ weight.T + bias, target_bags, ...)` without materialising
+    the (positions x vocabulary) logits: `hidden` (..., D), `weight` (V, D) as in `nn.Linear`.
+
+    Rows are processed `chunk_rows` at a time (default: as many as fit `CHUNK_ELEMENTS` logits).
+    With s = 1 this is the standard cross-entropy of an LM head; on CUDA that case runs on Liger
+    Kernel's fused linear cross-entropy when it is installed (`pip install hf_tst[gpu]`).
+    """
+    _check_reduction(reduction)
+    targets, weights = _flatten_targets(target_bags, hidden.shape[:-1], weighting, ignore_index)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    if targets.shape[-1] == 1 and _liger_fused_linear_cross_entropy(flat) is not None:
+        labels = target_bags.reshape(-1)
+        total = _liger_fused_linear_cross_entropy(flat)(flat, weight, labels, bias, ignore_index=ignore_index,
+                                                        reduction="sum", softcap=softcap)
+        return _reduce(total.float(), weights, reduction)
+    total = _FusedLinearMultiHotCrossEntropy.apply(flat, weight, bias, targets, weights, softcap, chunk_rows)
+    return _reduce(total, weights, reduction)
+
+
+def _liger_fused_linear_cross_entropy(hidden: torch.Tensor):
+    """Liger Kernel's fused linear cross-entropy for CUDA tensors, or None (CPU, or not installed)."""
+    if not hidden.is_cuda:
+        return None
+    try:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+    except ImportError:
+        return None
+    return liger_fused_linear_cross_entropy

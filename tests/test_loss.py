@@ -1,10 +1,11 @@
-"""multi_hot_cross_entropy against the paper's loop of s weighted standard cross-entropies."""
+"""The fused multi-hot cross-entropy, on logits and on hidden states + LM head, against the
+paper's loop of s weighted standard cross-entropies."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_tst import bag_weights, multi_hot_cross_entropy
+from hf_tst import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
 from hf_tst.loss import WEIGHTINGS
 
 RAW_WEIGHTS = {  # the paper's formulas for target i = 1..s, written out independently
@@ -31,22 +32,83 @@ def loop_reference(logits, bags, weighting, ignore_index=-100):
     return numerator / denominator
 
 
+def bags_with_ignored_targets(bag_size, weighting, vocab_size=50):
+    bags = torch.randint(0, vocab_size, (3, 5, bag_size))
+    bags[:, -1] = -100                       # the last position has no next bag
+    bags[0, 1, bag_size - 1] = -100          # a padded target mid-sequence
+    if weighting == "first_token":
+        bags[1, 2, 0] = 7                    # keep at least one valid first target
+    return bags
+
+
 @pytest.mark.parametrize("weighting", list(WEIGHTINGS))
 @pytest.mark.parametrize("bag_size", [1, 4, 6])
 def test_mce_matches_loop_of_cross_entropies_with_ignored_targets(weighting, bag_size):
     torch.manual_seed(bag_size)
     logits = torch.randn(3, 5, 50, requires_grad=True)
-    bags = torch.randint(0, 50, (3, 5, bag_size))
-    bags[:, -1] = -100                       # the last position has no next bag
-    bags[0, 1, bag_size - 1] = -100          # a padded target mid-sequence
-    if weighting == "first_token":
-        bags[1, 2, 0] = 7                    # keep at least one valid first target
-    ours = multi_hot_cross_entropy(logits, bags, weighting)
+    bags = bags_with_ignored_targets(bag_size, weighting)
+    ours = multi_hot_cross_entropy(logits, bags, weighting, chunk_rows=4)  # chunks cut across rows
     reference = loop_reference(logits, bags, weighting)
     torch.testing.assert_close(ours.double(), reference, rtol=1e-6, atol=1e-6)
     (grad_ours,) = torch.autograd.grad(ours, logits)
     (grad_ref,) = torch.autograd.grad(reference, logits)
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("weighting", list(WEIGHTINGS))
+@pytest.mark.parametrize("bag_size", [1, 4, 6])
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_linear_mce_matches_lm_head_then_loop_of_cross_entropies(weighting, bag_size, softcap):
+    """The chunked LM head + MCE against nn.Linear logits (soft-capped as Gemma does) and the loop,
+    for the loss and the gradients of the hidden states, the weight and the bias."""
+    torch.manual_seed(bag_size)
+    hidden = torch.randn(3, 5, 16, requires_grad=True)
+    weight, bias = torch.randn(50, 16, requires_grad=True), torch.randn(50, requires_grad=True)
+    bags = bags_with_ignored_targets(bag_size, weighting)
+    ours = linear_multi_hot_cross_entropy(hidden, weight, bags, weighting, bias=bias, softcap=softcap, chunk_rows=4)
+    logits = F.linear(hidden, weight, bias)
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    reference = loop_reference(logits, bags, weighting)
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-6, atol=1e-6)
+    for grad_ours, grad_ref in zip(torch.autograd.grad(3 * ours, (hidden, weight, bias)),
+                                   torch.autograd.grad(3 * reference, (hidden, weight, bias)), strict=True):
+        torch.testing.assert_close(grad_ours, grad_ref.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_linear_mce_without_grad_or_with_a_frozen_head():
+    """Evaluation (no grad) gives the same loss; a frozen head (LoRA) gets no gradient, the input still does."""
+    torch.manual_seed(3)
+    hidden, weight = torch.randn(4, 6, 8, requires_grad=True), torch.randn(30, 8)
+    bags = torch.randint(0, 30, (4, 6, 3))
+    with torch.no_grad():
+        evaluated = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=5)
+    trained = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=5)
+    torch.testing.assert_close(evaluated, trained)
+    trained.backward()
+    reference = multi_hot_cross_entropy(F.linear(hidden, weight), bags)
+    (grad_ref,) = torch.autograd.grad(reference, hidden)
+    torch.testing.assert_close(hidden.grad, grad_ref)
+    assert weight.grad is None
+
+
+def test_linear_mce_under_bf16_autocast_matches_the_autocast_lm_head():
+    """With float32 master weights under autocast, the head runs in bf16 as nn.Linear would, and the
+    gradients come back in float32."""
+    torch.manual_seed(4)
+    hidden, weight = torch.randn(2, 8, 32, requires_grad=True), torch.randn(64, 32, requires_grad=True)
+    bags = torch.randint(0, 64, (2, 8, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=3)
+        logits = F.linear(hidden, weight)
+    assert logits.dtype == torch.bfloat16
+    reference = loop_reference(logits, bags, "uniform")
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-4, atol=1e-4)
+    grads = torch.autograd.grad(ours, (hidden, weight))
+    grads_ref = torch.autograd.grad(reference, (hidden, weight))
+    assert [g.dtype for g in grads] == [torch.float32, torch.float32]
+    for grad_ours, grad_ref in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(grad_ours, grad_ref.float(), rtol=2e-2, atol=2e-3)
 
 
 def test_without_ignored_targets_it_is_the_papers_weighted_sum_of_means():
@@ -80,3 +142,5 @@ def test_bad_arguments_are_named():
         multi_hot_cross_entropy(torch.randn(2, 5), torch.zeros(2, 3, dtype=torch.long), "cubic")
     with pytest.raises(ValueError, match="must agree"):
         multi_hot_cross_entropy(torch.randn(2, 5), torch.zeros(3, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="must agree"):
+        linear_multi_hot_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.zeros(3, 3, dtype=torch.long))
