@@ -41,6 +41,13 @@ class TSTConfig(TrainingArguments):
                           "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
                           "the last two are the paper's ablations."},
     )
+    tst_fused_lm_head: bool = field(
+        default=True,
+        metadata={"help": "In training, compute the LM head and the loss together, one chunk of positions at a time, "
+                          "so the (positions x vocabulary) logits are never materialised; both phases. Used when the "
+                          "model's logits are its nn.Linear head's output (soft-capping included) and parameters "
+                          "are not sharded (FSDP, ZeRO-3); otherwise, or when False, the model's own logits are used."},
+    )
     tst_allow_changed_settings: bool = field(
         default=False,
         metadata={"help": "Resume from a checkpoint written with other TST settings (bag size, ratio, max_steps, "

@@ -6,19 +6,24 @@ model, optimizer state and LR schedule carry over the switch untouched, and what
 the model as it is: an ordinary causal-LM checkpoint.
 """
 
+import contextlib
 import os
 
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
+from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
-from .superpose import EmbeddingSuperposition, check_superposable
+from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
+
+logger = logging.get_logger(__name__)
 
 
 class TSTTrainer(Trainer):
@@ -38,6 +43,7 @@ class TSTTrainer(Trainer):
         super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
         self.add_callback(PhaseSwitchCallback(self.run_settings()))
         self._superposition = None  # the embedding hook, made on the first superposition step
+        self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
 
     def run_settings(self) -> dict:
@@ -93,28 +99,61 @@ class TSTTrainer(Trainer):
     # ---- loss ----
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """Standard causal-LM loss for plain batches; multi-hot cross-entropy for bagged ones."""
-        if "bag_labels" not in inputs:
+        """Multi-hot cross-entropy for bagged batches, standard causal-LM loss for plain ones. In training,
+        both come from the fused LM head when the model allows it (the logits are never materialised)."""
+        bagged = "bag_labels" in inputs
+        fused_head = self._fused_lm_head(model) if model.training and not return_outputs else None
+        if not bagged and fused_head is None:
             self.loss_is_scaled_for_ga = None  # let Trainer decide, as for any plain step
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
         inputs = dict(inputs)
-        bag_labels = inputs.pop("bag_labels")
-        input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
-        if self.args.tst_superpose == "output":
-            outputs = model(input_ids=input_ids, attention_mask=attention_mask, **inputs)
+        if bagged:
+            targets, weighting = inputs.pop("bag_labels"), self.args.tst_weighting
+        else:  # next-token prediction is MCE with bags of one token
+            targets, weighting = next_tokens_targets(inputs.pop("labels"), 1), "uniform"
+        with fused_head.capturing() if fused_head else contextlib.nullcontext():
+            outputs = self._forward(model, inputs, bagged)
+        if fused_head:
+            loss = fused_head.summed_loss(targets, weighting)
         else:
-            outputs = self._embedding_superposition(model).forward(
-                model, input_ids, attention_mask, self.args.tst_bag_size, **inputs)
+            loss = multi_hot_cross_entropy(outputs.logits, targets, weighting, reduction="sum")
         if num_items_in_batch is None:  # called outside the training loop: a plain mean
-            loss = multi_hot_cross_entropy(outputs.logits, bag_labels, self.args.tst_weighting)
-        else:  # summed over the micro-batch, divided by the weight mass of the whole optimizer step
-            loss = multi_hot_cross_entropy(outputs.logits, bag_labels, self.args.tst_weighting, reduction="sum")
+            loss = loss / valid_target_weights(targets, weighting).sum()
+        else:  # divided by the weight mass of the whole optimizer step
             loss = loss / num_items_in_batch
             if self.args.average_tokens_across_devices:
                 loss = loss * self.accelerator.num_processes  # devices' gradients are averaged, not summed
         self.loss_is_scaled_for_ga = num_items_in_batch is not None
         return (loss, outputs) if return_outputs else loss
+
+    def _forward(self, model, inputs: dict, bagged: bool):
+        """The model on a batch: on the bags of its tokens when the batch is bagged and the input superposed."""
+        if not bagged or self.args.tst_superpose == "output":
+            return model(**inputs)
+        input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
+        return self._embedding_superposition(model).forward(
+            model, input_ids, attention_mask, self.args.tst_bag_size, **inputs)
+
+    def _fused_lm_head(self, model) -> FusedLMHead | None:
+        """The fused LM head of `model`, or None where it cannot serve: turned off, parameters sharded
+        (FSDP, ZeRO-3: the head's weight exists only inside the model's forward), or logits that are not
+        the head's output. Decided once per head, with a warning when it falls back."""
+        if not self.args.tst_fused_lm_head or self.is_fsdp_enabled or self._zero_stage() == 3:
+            return None
+        unwrapped = self.accelerator.unwrap_model(model)
+        head = unwrapped.get_output_embeddings()
+        if self._fused_head is None or self._fused_head[0] is not head:
+            problem = fused_head_problem(unwrapped)
+            if problem is not None:
+                logger.warning(f"tst_fused_lm_head: {type(unwrapped).__name__} trains on its materialised logits, "
+                               f"because {problem}.")
+            self._fused_head = (head, None if problem else FusedLMHead(unwrapped))
+        return self._fused_head[1]
+
+    def _zero_stage(self) -> int | None:
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None) if self.is_deepspeed_enabled else None
+        return getattr(plugin, "zero_stage", None)
 
     def _get_num_items_in_batch(self, batch_samples, device):
         """For bagged batches: the weight mass of all valid targets of the optimizer step, the

@@ -85,7 +85,7 @@ def assert_superposition_step_matches_reference(model, make_config, bag_size: in
     expected = reference_loss(model, ids, mask, bag_size)
     expected.backward()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(ours_grad, model.get_input_embeddings().weight.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours_grad, model.get_input_embeddings().weight.grad, rtol=5e-4, atol=1e-6)
 
 
 def config(tmp_path, **overrides) -> TSTConfig:

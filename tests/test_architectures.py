@@ -11,7 +11,8 @@ from conftest import assert_superposition_step_matches_reference
 from transformers import AutoConfig, AutoModelForCausalLM
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from hf_tst import TSTTrainer
+from hf_tst import TSTTrainer, multi_hot_cross_entropy
+from hf_tst.head import FusedLMHead, fused_head_problem
 from hf_tst.superpose import UNSUPPORTED_ARCHITECTURES, check_superposable
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -72,3 +73,54 @@ def test_per_layer_token_embeddings_are_refused():
     with pytest.raises(ValueError, match="'gemma3n_text' does not support input superposition: its per-layer "
                                          "embeddings"):
         check_superposable(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", sorted(set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) - set(UNSUPPORTED_ARCHITECTURES)))
+def test_fused_lm_head_matches_the_models_logits_or_is_not_used(model_type):
+    """Where the fused head is accepted, its loss and gradients are those of the model's own logits;
+    where it is not, the reason is given."""
+    transformers.logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = tiny_model(model_type)
+    problem = fused_head_problem(model)
+    if problem is not None:
+        assert "nn.Linear" in problem or "not its LM head's output" in problem
+        pytest.skip(f"falls back to its logits: {problem}")
+    assert_fused_head_matches_logits(model)
+
+
+def assert_fused_head_matches_logits(model, bag_size: int = 3):
+    vocab = model.get_input_embeddings().num_embeddings
+    ids, targets = torch.randint(3, vocab, (2, 5)), torch.randint(0, vocab, (2, 5, bag_size))
+    targets[:, -1] = -100
+    logits = model(input_ids=ids, use_cache=False).logits
+    expected = multi_hot_cross_entropy(logits, targets, "power_law", reduction="sum")
+    expected_grads = torch.autograd.grad(expected, [p for p in model.parameters() if p.requires_grad],
+                                         allow_unused=True)
+    fused = FusedLMHead(model)
+    with fused.capturing():
+        assert model(input_ids=ids, use_cache=False).logits.numel() == 0
+    loss = fused.summed_loss(targets, "power_law")
+    grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
+    fused.remove()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    for grad, grad_expected in zip(grads, expected_grads, strict=True):
+        if grad_expected is not None:
+            torch.testing.assert_close(grad, grad_expected, rtol=1e-3, atol=1e-5)
+
+
+def test_soft_capped_logits_get_the_fused_head_and_scaled_logits_fall_back():
+    """Gemma-2 soft-caps its logits: the fused head applies the cap itself. Granite divides its logits
+    by `logits_scaling`: the probe sees the head's output is not the logits, and the model keeps them."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, GraniteConfig, GraniteForCausalLM
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, head_dim=8, vocab_size=64)
+    torch.manual_seed(0)
+    gemma = Gemma2ForCausalLM(Gemma2Config(**small, final_logit_softcapping=2.0)).eval()
+    assert fused_head_problem(gemma) is None and FusedLMHead(gemma).softcap == 2.0
+    assert_fused_head_matches_logits(gemma)
+    granite = GraniteForCausalLM(GraniteConfig(**small, logits_scaling=4.0)).eval()
+    assert "not its LM head's output" in fused_head_problem(granite)

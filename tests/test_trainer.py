@@ -49,11 +49,29 @@ def test_tst_ratio_zero_reproduces_plain_trainer_exactly(tmp_path, make_config):
     data = packed_dataset(64, 16, 97)
     plain = plain_trainer(tmp_path, tiny_llama(), data, max_steps=8)
     plain.train()
-    tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.0), train_dataset=data)
+    tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.0, tst_fused_lm_head=False),
+                              train_dataset=data)
     tst.train()
     assert step_losses(tst) == step_losses(plain)
     for p, q in zip(plain.model.parameters(), tst.model.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_fused_lm_head_trains_like_plain_trainer_on_its_logits(tmp_path, make_config):
+    """r=0 with the fused head (the default): the same run as plain Trainer, to float32 rounding."""
+    data = padded_dataset(64, 16, 97)
+    labelled = data.map(lambda row: {"labels": [t if m else -100 for t, m in zip(row["input_ids"],
+                                                                                 row["attention_mask"], strict=True)]})
+    plain = plain_trainer(tmp_path, tiny_llama(), labelled, max_steps=8, gradient_accumulation_steps=2)
+    plain.train()
+    tst = RecordingTSTTrainer(model=tiny_llama(), args=make_config(max_steps=8, tst_ratio=0.0,
+                                                                   gradient_accumulation_steps=2),
+                              train_dataset=data)
+    tst.train()
+    assert tst._fused_head[1] is not None
+    torch.testing.assert_close(torch.tensor(step_losses(tst)), torch.tensor(step_losses(plain)), rtol=1e-6, atol=1e-6)
+    for p, q in zip(plain.model.parameters(), tst.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)  # Adam magnifies float32 rounding of tiny grads
 
 
 def test_bag_size_one_superposition_path_reproduces_plain_trainer(tmp_path, make_config):
