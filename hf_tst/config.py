@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from .loss import WEIGHTINGS
 
 SUPERPOSE_MODES = ("full", "input", "output")
+FOLDS = ("sequence", "batch")
 
 
 @dataclass
@@ -40,6 +41,13 @@ class TSTConfig(TrainingArguments):
         metadata={"help": "Which side is superposed: 'full' (bagged input, next-bag target; the method), "
                           "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
                           "the last two are the paper's ablations."},
+    )
+    tst_fold: str = field(
+        default="sequence",
+        metadata={"help": "How a superposition step spends a plain step's compute on s times the data: 'sequence' "
+                          "(the paper: rows of s*L tokens folded to L positions) or 'batch' (rows of L tokens folded "
+                          "to L/s positions, s times as many rows per micro-batch: the same linear-layer FLOPs, "
+                          "cheaper attention, and the same data order)."},
     )
     tst_fused_lm_head: bool = field(
         default=True,
@@ -76,6 +84,11 @@ class TSTConfig(TrainingArguments):
         if self.tst_superpose not in SUPERPOSE_MODES:
             raise ValueError(f"tst_superpose={self.tst_superpose!r} is unknown; "
                              f"choose one of {', '.join(SUPERPOSE_MODES)}.")
+        if self.tst_fold not in FOLDS:
+            raise ValueError(f"tst_fold={self.tst_fold!r} is unknown; choose one of {', '.join(FOLDS)}.")
+        if self.tst_fold == "batch" and self.tst_superpose == "output":
+            raise ValueError("tst_fold='batch' folds the input, but tst_superpose='output' leaves it unbagged; use "
+                             "tst_fold='sequence' with the output-only ablation.")
         if self.tst_ratio > 0 and self.max_steps <= 0:
             raise ValueError(f"tst_ratio={self.tst_ratio} needs a known number of steps to place the phase switch, "
                              "but max_steps is not set; pass max_steps (> 0) or set tst_ratio=0.")

@@ -2,10 +2,12 @@
 run is in its superposition phase, and the collator that turns rows into batches.
 
 The dataset is what a plain `Trainer` pre-training run takes: items with `input_ids` (packed
-blocks of L tokens, or padded documents with an `attention_mask`). A superposition row joins s
-consecutive blocks of the stream (L*s data tokens folded to L positions, the same model compute
-as a plain row of L tokens); a recovery row is one block. The stream runs on across the phase
-switch and across epochs, so no block is read twice within an epoch and none is skipped.
+blocks of L tokens, or padded documents with an `attention_mask`). A superposition row takes s
+consecutive blocks of the stream: joined into one sequence of L*s data tokens folded to L
+positions (sequence folding, the same model compute as a plain row of L tokens), or kept as s
+rows of L tokens folded to L/s positions each (batch folding). A recovery row is one block.
+The stream runs on across the phase switch and across epochs, so no block is read twice within
+an epoch and none is skipped.
 """
 
 import itertools
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
@@ -32,7 +36,8 @@ class PhasedBlockStream(IterableDataset):
     """
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
-                 superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True):
+                 superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
+                 fold_into_batch: bool = False):
         self.dataset = dataset
         self.bag_size = bag_size
         self.blocks_per_bagged_row = blocks_per_bagged_row
@@ -40,6 +45,7 @@ class PhasedBlockStream(IterableDataset):
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.fold_into_batch = fold_into_batch
         self.is_map_style = not isinstance(dataset, IterableDataset)
 
     def epochs_read(self, rows: int) -> float:
@@ -92,7 +98,10 @@ class PhasedBlockStream(IterableDataset):
             if (row // self.batch_size) % num_workers != worker_id:
                 continue  # another worker's batch; only map-style refs get here, so skipping reads nothing
             blocks = [self.dataset[ref] for ref in row_refs] if self.is_map_style else row_refs
-            yield join_blocks(blocks, self.bag_size if bagged else None)
+            if bagged and self.fold_into_batch:
+                yield {"blocks": [join_blocks([block], self.bag_size) for block in blocks]}
+            else:
+                yield join_blocks(blocks, self.bag_size if bagged else None)
 
 
 def join_blocks(blocks: list[dict], bag_size: int | None) -> dict:
@@ -116,7 +125,8 @@ class TSTDataCollator:
     causal-LM collator does. Superposition rows (with `bag_size` s) give `input_ids` and
     `attention_mask` of all L*s data tokens plus `bag_labels` (B, L, s): the next bag of each
     bagged position (`superpose="full"`), its first token only (`"input"`), or, for rows that
-    stay unbagged, the next s tokens of each position (`"output"`). Padding never becomes a target.
+    stay unbagged, the next s tokens of each position (`"output"`). A batch-folded row (`blocks`)
+    becomes one row per block. Rows are padded to whole bags; padding never becomes a target.
     """
 
     pad_token_id: int = 0
@@ -124,22 +134,20 @@ class TSTDataCollator:
     vocab_size: int | None = None  # when set, token ids must lie in [0, vocab_size)
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [block for row in rows for block in row.get("blocks", [row])]  # batch folding: a block per row
         bag_sizes = {row.get("bag_size") for row in rows}
         if len(bag_sizes) != 1:
             raise ValueError(f"a batch mixes rows of bag sizes {bag_sizes}; each batch must lie in one phase.")
         bag_size = bag_sizes.pop()
-        folds_input = bag_size is not None and self.superpose != "output"
         ids = [torch.as_tensor(row["input_ids"], dtype=torch.long) for row in rows]
         masks = [torch.as_tensor(row["attention_mask"], dtype=torch.long) if "attention_mask" in row
                  else torch.ones_like(i) for row, i in zip(rows, ids, strict=True)]
-        length = max(len(i) for i in ids)
-        if folds_input:
-            length = -(-length // bag_size) * bag_size  # whole bags only
-        input_ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-        for n, (i, m) in enumerate(zip(ids, masks, strict=True)):
-            input_ids[n, : len(i)] = i
-            attention_mask[n, : len(m)] = m
+        input_ids = pad_sequence(ids, batch_first=True, padding_value=self.pad_token_id)
+        attention_mask = pad_sequence(masks, batch_first=True, padding_value=0)
+        if bag_size is not None and self.superpose != "output":  # whole bags only
+            missing = -input_ids.shape[1] % bag_size
+            input_ids = nn.functional.pad(input_ids, (0, missing), value=self.pad_token_id)
+            attention_mask = nn.functional.pad(attention_mask, (0, missing), value=0)
         if self.vocab_size is not None and (input_ids.max() >= self.vocab_size or input_ids.min() < 0):
             bad = input_ids[(input_ids >= self.vocab_size) | (input_ids < 0)][0].item()
             raise ValueError(f"token id {bad} in the data lies outside the model's vocabulary [0, {self.vocab_size}): "

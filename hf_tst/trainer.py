@@ -80,6 +80,7 @@ class TSTTrainer(Trainer):
             batch_size=self._train_batch_size,
             seed=args.data_seed if args.data_seed is not None else args.seed,
             shuffle=args.train_sampling_strategy != "sequential",
+            fold_into_batch=args.tst_fold == "batch",
         )
         loader = DataLoader(
             self._block_stream,

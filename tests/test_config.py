@@ -17,6 +17,8 @@ from hf_tst.cli import parse_config
     (dict(tst_ratio=1.5), r"tst_ratio must lie in \[0, 1\]"),
     (dict(tst_weighting="cubic"), "tst_weighting='cubic' is unknown; choose one of uniform, power_law"),
     (dict(tst_superpose="both"), "tst_superpose='both' is unknown"),
+    (dict(tst_fold="depth"), "tst_fold='depth' is unknown; choose one of sequence, batch"),
+    (dict(tst_fold="batch", tst_superpose="output"), "tst_fold='batch' folds the input"),
     (dict(max_steps=-1), "needs a known number of steps.*pass max_steps"),
     (dict(max_steps=1, tst_ratio=0.3), "rounds to 0 superposition steps"),
     (dict(train_sampling_strategy="group_by_length"), "train_sampling_strategy='group_by_length' does not apply"),
