@@ -43,8 +43,10 @@ class FusedLMHead:
         if not self._armed:  # an ordinary call (evaluation, generation)
             return None
         self._armed = False
-        self._hidden = args[0]
-        return (args[0][..., :0, :], *args[1:])
+        hidden = args[0]
+        autocast = torch.is_autocast_enabled(hidden.device.type)  # the head would run under the model's autocast
+        self._hidden = (hidden, torch.get_autocast_dtype(hidden.device.type) if autocast else None)
+        return (hidden[..., :0, :], *args[1:])
 
     @contextmanager
     def capturing(self):
@@ -55,17 +57,20 @@ class FusedLMHead:
         finally:
             self._armed = False
 
-    def hidden_states(self) -> torch.Tensor:
-        hidden, self._hidden = self._hidden, None
-        if hidden is None:
+    def hidden_states(self) -> tuple[torch.Tensor, torch.dtype | None]:
+        """The captured input of the head, and the autocast dtype it would have run under (None: off)."""
+        captured, self._hidden = self._hidden, None
+        if captured is None:
             raise RuntimeError(f"the model never called its output embedding ({type(self.head).__name__}); set "
                                "tst_fused_lm_head=False to train on its own logits.")
-        return hidden
+        return captured
 
     def summed_loss(self, target_bags: torch.Tensor, weighting: str) -> torch.Tensor:
         """Summed MCE of the captured hidden states through the head against `target_bags` (B, L, s)."""
-        return linear_multi_hot_cross_entropy(self.hidden_states(), self.head.weight, target_bags, weighting,
-                                              bias=self.head.bias, reduction="sum", softcap=self.softcap)
+        hidden, autocast_dtype = self.hidden_states()
+        with torch.autocast(hidden.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            return linear_multi_hot_cross_entropy(hidden, self.head.weight, target_bags, weighting,
+                                                  bias=self.head.bias, reduction="sum", softcap=self.softcap)
 
     def remove(self) -> None:
         self._handle.remove()
@@ -90,7 +95,7 @@ def fused_head_problem(model: nn.Module) -> str | None:
             expected = model(input_ids=probe, use_cache=False).logits.float()
             with fused.capturing():
                 model(input_ids=probe, use_cache=False)
-            logits = nn.functional.linear(fused.hidden_states(), head.weight, head.bias).float()
+            logits = nn.functional.linear(fused.hidden_states()[0], head.weight, head.bias).float()
     finally:
         fused.remove()
         model.train(was_training)

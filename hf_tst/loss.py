@@ -58,20 +58,16 @@ def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: t
                          softcap: float | None, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Summed MCE of a chunk of logits (n, V) against `targets` (n, s) with `weights` (n, s), in
     float32, and its float32 gradient with respect to the chunk when `need_grad`."""
-    z = logits.float()
-    if softcap is not None:  # Gemma-style soft-capping: the model's logits are c * tanh(z / c)
-        z = softcap * torch.tanh(z / softcap)
-    target_logits = z.gather(-1, targets)
+    z = logits if softcap is None else softcap * torch.tanh(logits.float() / softcap)  # Gemma's soft-capping
+    log_probs = torch.log_softmax(z, dim=-1, dtype=torch.float32)
+    loss = -(log_probs.gather(-1, targets) * weights).sum()
     if not need_grad:
-        return ((torch.logsumexp(z, dim=-1, keepdim=True) - target_logits) * weights).sum(), None
-    peak = z.amax(dim=-1, keepdim=True)
-    grad = (z - peak).exp_()                                         # unnormalised softmax
-    normaliser = grad.sum(dim=-1, keepdim=True)
-    loss = ((peak + normaliser.log() - target_logits) * weights).sum()
-    grad.mul_(weights.sum(dim=-1, keepdim=True) / normaliser)        # softmax times the position's weight mass
-    grad.scatter_add_(-1, targets, -weights)                         # minus the bag's weights on its targets
+        return loss, None
+    mass = weights.sum(dim=-1, keepdim=True)
+    grad = log_probs.add_(mass.log()).exp_()                 # softmax times the position's weight mass (0: none)
+    grad.scatter_add_(-1, targets, -weights)                 # minus the bag's weights on its targets
     if softcap is not None:
-        grad.mul_(1 - (z / softcap).square())                        # d(c tanh(x/c))/dx
+        grad.mul_(1 - (z.float() / softcap).square())       # d(c tanh(x/c))/dx
     return loss, grad
 
 
@@ -80,25 +76,30 @@ def _chunks(rows: int, vocab_size: int, chunk_rows: int | None):
     return (slice(start, min(start + step, rows)) for start in range(0, rows, step))
 
 
+# Both Functions keep their gradients on ctx rather than in save_for_backward and hand them over in
+# backward, so autograd can take the tensors as they are instead of copying them into `.grad`.
+_USED_TWICE = ("backward ran twice through the fused loss, whose gradients are computed once in forward; "
+               "run forward again (or set tst_fused_lm_head=False) instead of retain_graph=True.")
+
+
 class _FusedMultiHotCrossEntropy(torch.autograd.Function):
     """Summed MCE of materialised logits (N, V); the gradient is written during forward."""
 
     @staticmethod
     def forward(ctx, logits, targets, weights, softcap, chunk_rows):
         need_grad = logits.requires_grad
-        grad_logits = torch.empty_like(logits) if need_grad else None
+        ctx.grads = (torch.empty_like(logits) if need_grad else None,)
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         for rows in _chunks(logits.shape[0], logits.shape[1], chunk_rows):
             loss, grad = _chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap, need_grad)
             total += loss
             if need_grad:
-                grad_logits[rows] = grad
-        ctx.save_for_backward(grad_logits)
+                ctx.grads[0][rows] = grad
         return total
 
     @staticmethod
     def backward(ctx, grad_output):
-        (grad_logits,) = ctx.saved_tensors
+        (grad_logits,) = _take_grads(ctx)
         return _scaled(grad_logits, grad_output), None, None, None, None
 
 
@@ -135,23 +136,27 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
                     grad_weight += grad.T @ h
                 if grad_bias is not None:
                     grad_bias += grad.float().sum(dim=0)
-        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
-        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.grads = (grad_hidden, grad_weight, None if grad_bias is None else grad_bias.to(bias.dtype))
         return total
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
-        grad_bias = None if grad_bias is None else grad_bias.to(ctx.bias_dtype)
-        return (_scaled(grad_hidden, grad_output), _scaled(grad_weight, grad_output), _scaled(grad_bias, grad_output),
-                None, None, None, None)
+        grads = [_scaled(grad, grad_output) for grad in _take_grads(ctx)]
+        return (*grads, None, None, None, None)
+
+
+def _take_grads(ctx) -> tuple:
+    grads, ctx.grads = ctx.grads, None
+    if grads is None:
+        raise RuntimeError(_USED_TWICE)
+    return grads
 
 
 def _scaled(grad: torch.Tensor | None, grad_output: torch.Tensor) -> torch.Tensor | None:
     """`grad` times the incoming scalar gradient, skipping the pass over it when that is 1."""
     if grad is None or bool(grad_output == 1):
         return grad
-    return grad * grad_output.to(grad.dtype)
+    return grad.mul_(grad_output.to(grad.dtype))
 
 
 def _flatten_targets(target_bags: torch.Tensor, leading_shape: torch.Size, weighting: str, ignore_index: int):

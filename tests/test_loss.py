@@ -144,3 +144,12 @@ def test_bad_arguments_are_named():
         multi_hot_cross_entropy(torch.randn(2, 5), torch.zeros(3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="must agree"):
         linear_multi_hot_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.zeros(3, 3, dtype=torch.long))
+
+
+def test_a_second_backward_through_the_fused_loss_is_refused():
+    """The gradients are computed once, in forward: a retained graph cannot run them twice."""
+    logits = torch.randn(4, 10, requires_grad=True)
+    loss = multi_hot_cross_entropy(logits, torch.randint(0, 10, (4, 2)))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward ran twice through the fused loss"):
+        loss.backward()

@@ -1,0 +1,80 @@
+"""Timing and peak-memory helpers shared by the benchmarks.
+
+Time: the median wall-clock time of a call, after warm-up calls, with the device synchronised.
+Peak memory: what a call allocates at its highest point above what was allocated before it.
+On CUDA this is PyTorch's allocator statistic. On CPU it is the process's peak resident set
+(VmHWM, reset through /proc/self/clear_refs) above its resident set before the call, with glibc
+told to serve every allocation above 64 KiB by mmap, so freed tensors leave the resident set at
+once and new ones enter it: the figure then follows tensor allocations, not malloc's free lists.
+"""
+
+import ctypes
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def configure_cpu_allocator() -> None:
+    """Serve allocations above 64 KiB by mmap (call once, before the tensors to measure exist)."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(call: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
+    """Median time of `call()` over `repeats` runs, after `warmup` runs."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        call()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _resident_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} is not in /proc/self/status")
+
+
+def peak_bytes(call: Callable[[], object], device: torch.device) -> int:
+    """Peak memory `call()` allocates above what is allocated before it, in bytes."""
+    gc.collect()
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        call()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _resident_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # resets VmHWM to the current resident set
+    call()
+    return (_resident_kib("VmHWM") - before) * 1024
+
+
+def mib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.0f} MiB"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
