@@ -52,22 +52,38 @@ def _resident_kib(field: str) -> int:
     raise RuntimeError(f"{field} is not in /proc/self/status")
 
 
+class PeakMemory:
+    """Peak memory allocated between `start()` and `stop()`, above what was allocated at `start()`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self._before = 0
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self._before = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        self._before = _resident_kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")  # resets VmHWM to the current resident set
+
+    def stop(self) -> int:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self._before
+        return _resident_kib("VmHWM") * 1024 - self._before
+
+
 def peak_bytes(call: Callable[[], object], device: torch.device) -> int:
     """Peak memory `call()` allocates above what is allocated before it, in bytes."""
-    gc.collect()
-    if device.type == "cuda":
-        synchronize(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        call()
-        synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = _resident_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # resets VmHWM to the current resident set
+    meter = PeakMemory(device)
+    meter.start()
     call()
-    return (_resident_kib("VmHWM") - before) * 1024
+    return meter.stop()
 
 
 def mib(n_bytes: float) -> str:

@@ -35,8 +35,10 @@ WEIGHTINGS = {
     "fitted_power_law": lambda i: 3.63 + 1.35 * i.pow(-1.25),
 }
 
-# Logits held at once by the chunked paths, in elements (64 MiB of float32): rows per chunk = this // vocab.
+# Rows of logits the chunked paths hold at once: enough for CHUNK_ELEMENTS logits (64 MiB of float32), or
+# 1/MAX_CHUNKS of all rows if that is more, so that large batches take few passes over the LM head's gradient.
 CHUNK_ELEMENTS = 2**24
+MAX_CHUNKS = 8
 
 
 def bag_weights(weighting: str, bag_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -72,7 +74,7 @@ def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: t
 
 
 def _chunks(rows: int, vocab_size: int, chunk_rows: int | None):
-    step = chunk_rows or max(1, CHUNK_ELEMENTS // vocab_size)
+    step = chunk_rows or max(1, CHUNK_ELEMENTS // vocab_size, -(-rows // MAX_CHUNKS))
     return (slice(start, min(start + step, rows)) for start in range(0, rows, step))
 
 
@@ -132,7 +134,9 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
                 grad = grad.to(compute_dtype)
                 if grad_hidden is not None:
                     grad_hidden[rows] = grad @ w
-                if grad_weight is not None:
+                if grad_weight is not None and grad_weight.dtype == compute_dtype:
+                    grad_weight.addmm_(grad.T, h)
+                elif grad_weight is not None:  # float32 master weight under autocast
                     grad_weight += grad.T @ h
                 if grad_bias is not None:
                     grad_bias += grad.float().sum(dim=0)
@@ -214,7 +218,8 @@ def linear_multi_hot_cross_entropy(
     """`multi_hot_cross_entropy(hidden @ weight.T + bias, target_bags, ...)` without materialising
     the (positions x vocabulary) logits: `hidden` (..., D), `weight` (V, D) as in `nn.Linear`.
 
-    Rows are processed `chunk_rows` at a time (default: as many as fit `CHUNK_ELEMENTS` logits).
+    Rows are processed `chunk_rows` at a time (default: `CHUNK_ELEMENTS` logits, or 1/`MAX_CHUNKS`
+    of the rows if that is more).
     With s = 1 this is the standard cross-entropy of an LM head; on CUDA that case runs on Liger
     Kernel's fused linear cross-entropy when it is installed (`pip install hf_tst[gpu]`).
     """

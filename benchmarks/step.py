@@ -1,0 +1,160 @@
+"""Step benchmark: data throughput and memory of TST's superposition steps against a plain
+training step of the same model and per-step shape, each run by a real `Trainer` loop.
+
+Variants, all on the same model initialisation and the same packed data (B rows of L tokens):
+  - baseline:       plain `transformers.Trainer`, the model's own loss on materialised logits;
+  - recovery:       `TSTTrainer` plain steps (tst_ratio=0): the fused LM head + cross-entropy;
+  - superposition:  `TSTTrainer` superposition steps, sequence folding: B rows of s*L tokens;
+  - batch fold:     `TSTTrainer` superposition steps, batch folding: s*B rows of L tokens.
+A step's time runs from one optimizer step's end to the next, so data loading is included; its
+memory is the peak it allocates above what was allocated when it began. Rounds alternate the
+variants and the medians are reported. Model FLOPs utilisation (CUDA) counts 6 x non-embedding
+parameters x positions plus causal attention, 6 x layers x positions x context x hidden size.
+
+    python benchmarks/step.py --model tiny          # recipes/configs/tiny.yaml's shape, CPU
+    python benchmarks/step.py --model 50m           # a 54M-parameter Llama, CPU
+    python benchmarks/step.py --model smollm2-135m --device cuda --batch_size 16 --block_size 2048
+"""
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+import warnings
+
+import datasets
+import numpy as np
+import torch
+from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, synchronize
+from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+
+from hf_tst import TSTConfig, TSTTrainer
+
+MODELS = {  # name: (config folder, overrides)
+    "tiny": ("recipes/models/tiny-llama", {}),
+    "50m": ("recipes/models/tiny-llama", dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=6,
+                                              num_attention_heads=8, num_key_value_heads=8, vocab_size=32768)),
+    "smollm2-135m": ("recipes/models/smollm2-135m-untied", {}),
+}
+PEAK_TFLOPS = {"cuda": 989.4}  # H100/H200 dense bf16, the figure MFU is quoted against
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=MODELS, default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (default on CUDA)")
+    parser.add_argument("--batch_size", type=int, default=16, help="B, rows per device per step")
+    parser.add_argument("--block_size", type=int, default=128, help="L, tokens per row of a plain step")
+    parser.add_argument("--bag_size", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=6, help="measured steps per variant and round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output", help="also write the table (markdown) to this file")
+    return parser.parse_args()
+
+
+class StepMeter(TrainerCallback):
+    """Times each optimizer step from the previous step's end (data loading included) and records
+    the peak memory allocated meanwhile, skipping the first `warmup` steps."""
+
+    def __init__(self, device: torch.device, warmup: int):
+        self.device, self.warmup = device, warmup
+        self.memory = PeakMemory(device)
+        self.seconds, self.peaks = [], []
+        self._last = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        if self._last is not None and state.global_step > self.warmup:
+            self.seconds.append(time.perf_counter() - self._last)
+            self.peaks.append(self.memory.stop())
+        self.memory.start()
+        self._last = time.perf_counter()
+
+
+def packed_blocks(num_blocks: int, block_size: int, vocab_size: int) -> datasets.Dataset:
+    ids = np.random.default_rng(0).integers(0, vocab_size, (num_blocks, block_size))
+    return datasets.Dataset.from_dict({"input_ids": ids})
+
+
+def run_variant(name, model, data, args, device, bf16) -> StepMeter:
+    steps = args.warmup + args.steps + 1
+    common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, max_steps=steps,
+                  learning_rate=1e-4, logging_strategy="no", save_strategy="no", report_to="none",
+                  use_cpu=device.type == "cpu", bf16=bf16, disable_tqdm=True, dataloader_pin_memory=False, seed=0)
+    meter = StepMeter(device, args.warmup)
+    if name == "baseline":
+        labelled = data.map(lambda batch: {"labels": batch["input_ids"]}, batched=True)
+        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=labelled, callbacks=[meter])
+    else:
+        tst = dict(tst_ratio=0.0) if name == "recovery" else dict(
+            tst_ratio=1.0, tst_bag_size=args.bag_size, tst_fold="batch" if name == "batch fold" else "sequence")
+        trainer = TSTTrainer(model=model, args=TSTConfig(**common, **tst), train_dataset=data, callbacks=[meter])
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    return meter
+
+
+def model_flops_per_step(model, positions: int, context: int) -> float:
+    """6 N P for the non-embedding parameters N, plus causal attention (PaLM's appendix B, halved)."""
+    config = model.config
+    embedding = model.get_input_embeddings().weight.numel()
+    parameters = sum(p.numel() for p in model.parameters()) - embedding
+    return 6 * parameters * positions + 6 * config.num_hidden_layers * positions * context * config.hidden_size
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device)
+    bf16 = args.bf16 or device.type == "cuda"
+    if device.type == "cpu":
+        configure_cpu_allocator()
+    warnings.filterwarnings("ignore")
+    folder, overrides = MODELS[args.model]
+    config = AutoConfig.from_pretrained(folder, **overrides)
+    torch.manual_seed(0)
+    initial = AutoModelForCausalLM.from_config(config)
+    s, B, L = args.bag_size, args.batch_size, args.block_size
+    steps = args.warmup + args.steps + 1
+    data = packed_blocks(steps * B * s + B, L, config.vocab_size)
+    variants = ["baseline", "recovery", "superposition", "batch fold"]
+    meters = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name in variants:
+            meters[name].append(run_variant(name, copy.deepcopy(initial), data, args, device, bf16))
+            print(f"{name}: {statistics.median(meters[name][-1].seconds) * 1000:.1f} ms/step", flush=True)
+    seconds = {n: statistics.median([t for m in meters[n] for t in m.seconds]) for n in variants}
+    peaks = {n: max(p for m in meters[n] for p in m.peaks) for n in variants}
+    data_tokens = {"baseline": B * L, "recovery": B * L, "superposition": s * B * L, "batch fold": s * B * L}
+    contexts = {"baseline": L, "recovery": L, "superposition": L, "batch fold": -(-L // s)}
+    throughput = {n: data_tokens[n] / seconds[n] for n in variants}
+    rows = []
+    for n in variants:
+        ratio = throughput[n] / throughput["baseline"]
+        row = [n, f"{seconds[n] * 1000:,.1f}", f"{data_tokens[n]:,}", f"{throughput[n]:,.0f}",
+               f"{ratio:.2f} ({ratio / (data_tokens[n] // data_tokens['baseline']):.2f}×s)" if n in (
+                   "superposition", "batch fold") else f"{ratio:.2f}",
+               mib(peaks[n]), f"{peaks[n] / peaks['baseline']:.2f}"]
+        if device.type in PEAK_TFLOPS:
+            flops = model_flops_per_step(initial, B * L, contexts[n])
+            row.append(f"{flops / seconds[n] / 1e12 / PEAK_TFLOPS[device.type]:.1%}")
+        rows.append(row)
+    header = ["step", "ms/step", "data tokens/step", "data tokens/s", "throughput ÷ baseline", "peak step memory",
+              "memory ÷ baseline"] + (["MFU"] if device.type in PEAK_TFLOPS else [])
+    parameters = sum(p.numel() for p in initial.parameters())
+    setting = (f"{args.model} ({parameters / 1e6:.1f}M parameters, V={config.vocab_size}), {device.type}, "
+               f"{'bf16 autocast' if bf16 else 'float32'}, B={B}, L={L}, s={s}. Superposition ÷ recovery throughput: "
+               f"{throughput['superposition'] / throughput['recovery'] / s:.2f}×s. A batch-folding step takes "
+               f"{seconds['batch fold'] / seconds['superposition']:.2f}× the time of a sequence-folding step.")
+    report = f"{setting}\n\n{markdown_table(header, rows)}"
+    print("\n" + report)
+    if args.output:
+        with open(args.output, "w") as out:
+            out.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
