@@ -23,8 +23,6 @@ import tempfile
 import time
 import warnings
 
-import datasets
-import numpy as np
 import torch
 from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, synchronize
 from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
@@ -75,19 +73,30 @@ class StepMeter(TrainerCallback):
         self._last = time.perf_counter()
 
 
-def packed_blocks(num_blocks: int, block_size: int, vocab_size: int) -> datasets.Dataset:
-    ids = np.random.default_rng(0).integers(0, vocab_size, (num_blocks, block_size))
-    return datasets.Dataset.from_dict({"input_ids": ids})
+class PackedBlocks(torch.utils.data.Dataset):
+    """Random packed blocks whose items hold Python lists, as a `datasets.Dataset` returns them."""
+
+    def __init__(self, num_blocks: int, block_size: int, vocab_size: int, with_labels: bool = False):
+        self.ids = torch.randint(0, vocab_size, (num_blocks, block_size), generator=torch.Generator().manual_seed(0))
+        self.with_labels = with_labels
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        ids = self.ids[index].tolist()
+        return {"input_ids": ids, "labels": ids} if self.with_labels else {"input_ids": ids}
 
 
-def run_variant(name, model, data, args, device, bf16) -> StepMeter:
+def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMeter:
     steps = args.warmup + args.steps + 1
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, max_steps=steps,
                   learning_rate=1e-4, logging_strategy="no", save_strategy="no", report_to="none",
                   use_cpu=device.type == "cpu", bf16=bf16, disable_tqdm=True, dataloader_pin_memory=False, seed=0)
     meter = StepMeter(device, args.warmup)
     if name == "baseline":
-        labelled = data.map(lambda batch: {"labels": batch["input_ids"]}, batched=True)
+        labelled = copy.copy(data)
+        labelled.with_labels = True
         trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=labelled, callbacks=[meter])
     else:
         tst = dict(tst_ratio=0.0) if name == "recovery" else dict(
@@ -119,7 +128,7 @@ def main():
     initial = AutoModelForCausalLM.from_config(config)
     s, B, L = args.bag_size, args.batch_size, args.block_size
     steps = args.warmup + args.steps + 1
-    data = packed_blocks(steps * B * s + B, L, config.vocab_size)
+    data = PackedBlocks(steps * B * s + B, L, config.vocab_size)
     variants = ["baseline", "recovery", "superposition", "batch fold"]
     meters = {name: [] for name in variants}
     for _ in range(args.rounds):
