@@ -9,7 +9,7 @@ Each figure is forward + backward, measured side by side in this one process:
   - chunked: `hf_tst.linear_multi_hot_cross_entropy(hidden, weight, bags)`, s = 1 and s = bag size.
 
     python benchmarks/loss.py                       # CPU, float32, 1024 positions
-    python benchmarks/loss.py --device cuda         # bfloat16, 16384 positions
+    python benchmarks/loss.py --device cuda         # bfloat16, 8192 positions
 """
 
 import argparse
@@ -25,7 +25,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA default)")
-    parser.add_argument("--positions", type=int, default=None, help="rows of logits (CPU 1024, CUDA 16384)")
+    parser.add_argument("--positions", type=int, default=None, help="rows of logits (CPU 1024, CUDA 8192)")
     parser.add_argument("--hidden_size", type=int, default=576, help="D of the LM head (SmolLM2-135M's)")
     parser.add_argument("--vocab_sizes", type=int, nargs="+", default=[32768, 131072])
     parser.add_argument("--bag_sizes", type=int, nargs="+", default=[4, 6, 8, 16])
@@ -92,7 +92,7 @@ def main():
     args = parse_args()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    positions = args.positions or (16384 if device.type == "cuda" else 1024)
+    positions = args.positions or (8192 if device.type == "cuda" else 1024)
     if device.type == "cpu":
         configure_cpu_allocator()
     torch.manual_seed(0)

@@ -6,8 +6,9 @@ Variants, all on the same model initialisation and the same packed data (B rows 
   - recovery:       `TSTTrainer` plain steps (tst_ratio=0): the fused LM head + cross-entropy;
   - superposition:  `TSTTrainer` superposition steps, sequence folding: B rows of s*L tokens;
   - batch fold:     `TSTTrainer` superposition steps, batch folding: s*B rows of L tokens.
-A step's time runs from one optimizer step's end to the next, so data loading is included; its
-memory is the peak it allocates above what was allocated when it began. Rounds alternate the
+A step's time runs from one optimizer step's end to the next, so data loading is included (the
+time before the step begins, waiting for its batch, is also shown); its memory is the peak it
+allocates above what was allocated when it began. Rounds alternate the
 variants and the medians are reported. Model FLOPs utilisation (CUDA) counts 6 x non-embedding
 parameters x positions plus causal attention, 6 x layers x positions x context x hidden size.
 
@@ -50,24 +51,31 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=6, help="measured steps per variant and round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="dataloader_num_workers (CPU 0, CUDA 4)")
     parser.add_argument("--output", help="also write the table (markdown) to this file")
     return parser.parse_args()
 
 
 class StepMeter(TrainerCallback):
-    """Times each optimizer step from the previous step's end (data loading included) and records
-    the peak memory allocated meanwhile, skipping the first `warmup` steps."""
+    """Times each optimizer step from the previous step's end (data loading included), the part of
+    it spent waiting for the batch (before the step begins), and the peak memory allocated
+    meanwhile, skipping the first `warmup` steps."""
 
     def __init__(self, device: torch.device, warmup: int):
         self.device, self.warmup = device, warmup
         self.memory = PeakMemory(device)
-        self.seconds, self.peaks = [], []
+        self.seconds, self.data_seconds, self.peaks = [], [], []
         self._last = None
+        self._begin = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._begin = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         synchronize(self.device)
         if self._last is not None and state.global_step > self.warmup:
             self.seconds.append(time.perf_counter() - self._last)
+            self.data_seconds.append(self._begin - self._last)
             self.peaks.append(self.memory.stop())
         self.memory.start()
         self._last = time.perf_counter()
@@ -92,7 +100,8 @@ def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMete
     steps = args.warmup + args.steps + 1
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, max_steps=steps,
                   learning_rate=1e-4, logging_strategy="no", save_strategy="no", report_to="none",
-                  use_cpu=device.type == "cpu", bf16=bf16, disable_tqdm=True, dataloader_pin_memory=False, seed=0)
+                  use_cpu=device.type == "cpu", bf16=bf16, disable_tqdm=True, dataloader_pin_memory=False, seed=0,
+                  dataloader_num_workers=args.workers)
     meter = StepMeter(device, args.warmup)
     if name == "baseline":
         labelled = copy.copy(data)
@@ -118,6 +127,8 @@ def model_flops_per_step(model, positions: int, context: int) -> float:
 def main():
     args = parse_args()
     device = torch.device(args.device)
+    if args.workers is None:
+        args.workers = 4 if device.type == "cuda" else 0
     bf16 = args.bf16 or device.type == "cuda"
     if device.type == "cpu":
         configure_cpu_allocator()
@@ -136,6 +147,7 @@ def main():
             meters[name].append(run_variant(name, copy.deepcopy(initial), data, args, device, bf16))
             print(f"{name}: {statistics.median(meters[name][-1].seconds) * 1000:.1f} ms/step", flush=True)
     seconds = {n: statistics.median([t for m in meters[n] for t in m.seconds]) for n in variants}
+    data_seconds = {n: statistics.median([t for m in meters[n] for t in m.data_seconds]) for n in variants}
     peaks = {n: max(p for m in meters[n] for p in m.peaks) for n in variants}
     data_tokens = {"baseline": B * L, "recovery": B * L, "superposition": s * B * L, "batch fold": s * B * L}
     contexts = {"baseline": L, "recovery": L, "superposition": L, "batch fold": -(-L // s)}
@@ -143,19 +155,20 @@ def main():
     rows = []
     for n in variants:
         ratio = throughput[n] / throughput["baseline"]
-        row = [n, f"{seconds[n] * 1000:,.1f}", f"{data_tokens[n]:,}", f"{throughput[n]:,.0f}",
-               f"{ratio:.2f} ({ratio / (data_tokens[n] // data_tokens['baseline']):.2f}×s)" if n in (
-                   "superposition", "batch fold") else f"{ratio:.2f}",
+        folded = data_tokens[n] // data_tokens["baseline"]  # s for superposition steps, 1 for plain ones
+        row = [n, f"{seconds[n] * 1000:,.1f}", f"{data_seconds[n] * 1000:,.1f}", f"{data_tokens[n]:,}",
+               f"{throughput[n]:,.0f}", f"{ratio:.2f} ({ratio / folded:.2f}×s)" if folded > 1 else f"{ratio:.2f}",
                mib(peaks[n]), f"{peaks[n] / peaks['baseline']:.2f}"]
         if device.type in PEAK_TFLOPS:
             flops = model_flops_per_step(initial, B * L, contexts[n])
             row.append(f"{flops / seconds[n] / 1e12 / PEAK_TFLOPS[device.type]:.1%}")
         rows.append(row)
-    header = ["step", "ms/step", "data tokens/step", "data tokens/s", "throughput ÷ baseline", "peak step memory",
-              "memory ÷ baseline"] + (["MFU"] if device.type in PEAK_TFLOPS else [])
+    header = ["step", "ms/step", "of which data wait", "data tokens/step", "data tokens/s", "throughput ÷ baseline",
+              "peak step memory", "memory ÷ baseline"] + (["MFU"] if device.type in PEAK_TFLOPS else [])
     parameters = sum(p.numel() for p in initial.parameters())
     setting = (f"{args.model} ({parameters / 1e6:.1f}M parameters, V={config.vocab_size}), {device.type}, "
-               f"{'bf16 autocast' if bf16 else 'float32'}, B={B}, L={L}, s={s}. Superposition ÷ recovery throughput: "
+               f"{'bf16 autocast' if bf16 else 'float32'}, B={B}, L={L}, s={s}, {args.workers} dataloader "
+               f"workers. Superposition ÷ recovery throughput: "
                f"{throughput['superposition'] / throughput['recovery'] / s:.2f}×s. A batch-folding step takes "
                f"{seconds['batch fold'] / seconds['superposition']:.2f}× the time of a sequence-folding step.")
     report = f"{setting}\n\n{markdown_table(header, rows)}"

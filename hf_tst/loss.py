@@ -56,21 +56,24 @@ def valid_target_weights(target_bags: torch.Tensor, weighting: str = "uniform", 
     return weights * (target_bags != ignore_index)
 
 
-def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-                         softcap: float | None, need_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, softcap: float | None,
+                         need_grad: bool, grad_into: torch.Tensor | None = None):
     """Summed MCE of a chunk of logits (n, V) against `targets` (n, s) with `weights` (n, s), in
-    float32, and its float32 gradient with respect to the chunk when `need_grad`."""
+    float32, and its gradient with respect to the chunk when `need_grad`: written into `grad_into`
+    (any float dtype) if given, else returned in float32. Three passes over the chunk: log-softmax,
+    exp in place, and the scaling by the weight mass (in place, or into `grad_into`)."""
     z = logits if softcap is None else softcap * torch.tanh(logits.float() / softcap)  # Gemma's soft-capping
     log_probs = torch.log_softmax(z, dim=-1, dtype=torch.float32)
     loss = -(log_probs.gather(-1, targets) * weights).sum()
     if not need_grad:
         return loss, None
-    mass = weights.sum(dim=-1, keepdim=True)
-    grad = log_probs.add_(mass.log()).exp_()                 # softmax times the position's weight mass (0: none)
-    grad.scatter_add_(-1, targets, -weights)                 # minus the bag's weights on its targets
+    mass = weights.sum(dim=-1, keepdim=True)                 # the position's weight mass (0: nothing to predict)
+    grad = log_probs.exp_()                                  # softmax
+    grad.scatter_add_(-1, targets, -weights / mass.clamp(min=torch.finfo(torch.float32).tiny))
     if softcap is not None:
         grad.mul_(1 - (z.float() / softcap).square())       # d(c tanh(x/c))/dx
-    return loss, grad
+    # mass * softmax - weights on the bag's targets
+    return loss, grad.mul_(mass) if grad_into is None else torch.mul(grad, mass, out=grad_into)
 
 
 def _chunks(rows: int, vocab_size: int, chunk_rows: int | None):
@@ -89,14 +92,13 @@ class _FusedMultiHotCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, targets, weights, softcap, chunk_rows):
-        need_grad = logits.requires_grad
-        ctx.grads = (torch.empty_like(logits) if need_grad else None,)
+        grad_logits = torch.empty_like(logits) if logits.requires_grad else None
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         for rows in _chunks(logits.shape[0], logits.shape[1], chunk_rows):
-            loss, grad = _chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap, need_grad)
+            loss, _ = _chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap,
+                                           grad_logits is not None, None if grad_logits is None else grad_logits[rows])
             total += loss
-            if need_grad:
-                ctx.grads[0][rows] = grad
+        ctx.grads = (grad_logits,)
         return total
 
     @staticmethod
@@ -127,11 +129,11 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
             for rows in _chunks(hidden.shape[0], weight.shape[0], chunk_rows):
                 h = hidden[rows].to(compute_dtype)
                 logits = h @ w.T if b is None else torch.addmm(b, h, w.T)
-                loss, grad = _chunk_loss_and_grad(logits, targets[rows], weights[rows], softcap, need_grad)
+                grad_into = None if logits.dtype == torch.float32 else torch.empty_like(logits)
+                loss, grad = _chunk_loss_and_grad(logits, targets[rows], weights[rows], softcap, need_grad, grad_into)
                 total += loss
                 if not need_grad:
                     continue
-                grad = grad.to(compute_dtype)
                 if grad_hidden is not None:
                     grad_hidden[rows] = grad @ w
                 if grad_weight is not None and grad_weight.dtype == compute_dtype:
