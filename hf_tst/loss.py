@@ -23,6 +23,8 @@ Both compute the gradient during the forward pass when one is needed (as Liger K
 linear cross-entropy does), so backward is a multiplication by the incoming scalar.
 """
 
+import functools
+
 import torch
 
 # Weight of target i = 1..s inside the next bag, before normalisation to sum 1.
@@ -41,8 +43,9 @@ CHUNK_ELEMENTS = 2**24
 MAX_CHUNKS = 8
 
 
+@functools.lru_cache(maxsize=64)
 def bag_weights(weighting: str, bag_size: int, device: torch.device | None = None) -> torch.Tensor:
-    """The `bag_size` target weights of `weighting`, in float32, summing to 1."""
+    """The `bag_size` target weights of `weighting`, in float32, summing to 1 (cached: do not modify)."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}.")
     position = torch.arange(1, bag_size + 1, dtype=torch.float32, device=device)
@@ -159,10 +162,8 @@ def _take_grads(ctx) -> tuple:
 
 
 def _scaled(grad: torch.Tensor | None, grad_output: torch.Tensor) -> torch.Tensor | None:
-    """`grad` times the incoming scalar gradient, skipping the pass over it when that is 1."""
-    if grad is None or bool(grad_output == 1):
-        return grad
-    return grad.mul_(grad_output.to(grad.dtype))
+    """`grad` times the incoming scalar gradient, in place. (Always: testing for 1 would wait on the device.)"""
+    return None if grad is None else grad.mul_(grad_output.to(grad.dtype))
 
 
 def _flatten_targets(target_bags: torch.Tensor, leading_shape: torch.Size, weighting: str, ignore_index: int):
