@@ -5,10 +5,12 @@ For logits z at a position and its target bag y_1..y_s with weights w_i:
     MCE(z, y) = sum_i w_i * (logsumexp(z) - z[y_i])
     dMCE/dz   = (sum_i w_i) * softmax(z) - sum_i w_i * onehot(y_i)
 
-which equals the paper's loop of s weighted cross-entropies, but needs one pass over the logits
-(one exp, one sum, s gathers) for the loss and its gradient together. Over a batch, ignored
-targets (label -100: the missing next bag of the last position, padding) drop out of numerator
-and denominator:
+which equals the paper's loop of s weighted cross-entropies, but reads the logits once for the
+loss and its gradient together: one log-softmax and s gathers per position, then the softmax
+and its scaling in place (the paper's loop takes s log-softmaxes and s backward passes). Over a
+batch, ignored
+targets (label -100: the missing next bag of the last position, padding) drop out of
+numerator and denominator:
 
     loss = sum_{n,i valid} w_i * CE(z_n, y_{n,i}) / sum_{n,i valid} w_i
 
