@@ -7,10 +7,9 @@ For logits z at a position and its target bag y_1..y_s with weights w_i:
 
 which equals the paper's loop of s weighted cross-entropies, but reads the logits once for the
 loss and its gradient together: one log-softmax and s gathers per position, then the softmax
-and its scaling in place (the paper's loop takes s log-softmaxes and s backward passes). Over a
-batch, ignored
-targets (label -100: the missing next bag of the last position, padding) drop out of
-numerator and denominator:
+and its scaling in place (the paper's loop takes s log-softmaxes and s backward passes). Over
+a batch, ignored targets (label -100: the missing next bag of the last position, padding) drop
+out of numerator and denominator:
 
     loss = sum_{n,i valid} w_i * CE(z_n, y_{n,i}) / sum_{n,i valid} w_i
 
