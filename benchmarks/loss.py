@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from measure import configure_cpu_allocator, markdown_table, median_seconds, mib, peak_bytes
+from measure import configure_cpu_allocator, markdown_table, median_seconds, mib, peak_bytes, publish
 
 from hf_tst import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
 
@@ -108,10 +108,7 @@ def main():
         f"LM head + loss ({setting}); the chunked head never holds more than one chunk of logits:",
         markdown_table(["V", "s", "chunked ÷ head+CE time", "chunked peak", "head+CE peak"], head_rows),
     ])
-    print("\n" + report)
-    if args.output:
-        with open(args.output, "w") as out:
-            out.write(report + "\n")
+    publish(report, args.output)
 
 
 if __name__ == "__main__":

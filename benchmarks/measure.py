@@ -94,3 +94,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def publish(report: str, output: str | None) -> None:
+    """Print the report, and write it to `output` when given."""
+    print("\n" + report)
+    if output:
+        with open(output, "w") as out:
+            out.write(report + "\n")

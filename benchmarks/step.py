@@ -25,7 +25,7 @@ import time
 import warnings
 
 import torch
-from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, synchronize
+from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, publish, synchronize
 from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
@@ -172,10 +172,7 @@ def main():
                f"{throughput['superposition'] / throughput['recovery'] / s:.2f}×s. A batch-folding step takes "
                f"{seconds['batch fold'] / seconds['superposition']:.2f}× the time of a sequence-folding step.")
     report = f"{setting}\n\n{markdown_table(header, rows)}"
-    print("\n" + report)
-    if args.output:
-        with open(args.output, "w") as out:
-            out.write(report + "\n")
+    publish(report, args.output)
 
 
 if __name__ == "__main__":
