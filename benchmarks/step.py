@@ -84,16 +84,23 @@ class StepMeter(TrainerCallback):
 class PackedBlocks(torch.utils.data.Dataset):
     """Random packed blocks whose items hold Python lists, as a `datasets.Dataset` returns them."""
 
-    def __init__(self, num_blocks: int, block_size: int, vocab_size: int, with_labels: bool = False):
-        self.ids = torch.randint(0, vocab_size, (num_blocks, block_size), generator=torch.Generator().manual_seed(0))
-        self.with_labels = with_labels
+    def __init__(self, ids: torch.Tensor, labelled: bool = False):
+        self.ids, self.labelled = ids, labelled
+
+    @classmethod
+    def random(cls, num_blocks: int, block_size: int, vocab_size: int) -> "PackedBlocks":
+        return cls(torch.randint(0, vocab_size, (num_blocks, block_size), generator=torch.Generator().manual_seed(0)))
+
+    def with_labels(self) -> "PackedBlocks":
+        """The same blocks, with `labels` for a plain `Trainer` (the model shifts them)."""
+        return PackedBlocks(self.ids, labelled=True)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, index: int) -> dict:
         ids = self.ids[index].tolist()
-        return {"input_ids": ids, "labels": ids} if self.with_labels else {"input_ids": ids}
+        return {"input_ids": ids, "labels": ids} if self.labelled else {"input_ids": ids}
 
 
 def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMeter:
@@ -104,9 +111,8 @@ def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMete
                   dataloader_num_workers=args.workers)
     meter = StepMeter(device, args.warmup)
     if name == "baseline":
-        labelled = copy.copy(data)
-        labelled.with_labels = True
-        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=labelled, callbacks=[meter])
+        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=data.with_labels(),
+                          callbacks=[meter])
     else:
         tst = dict(tst_ratio=0.0) if name == "recovery" else dict(
             tst_ratio=1.0, tst_bag_size=args.bag_size, tst_fold="batch" if name == "batch fold" else "sequence")
@@ -139,7 +145,7 @@ def main():
     initial = AutoModelForCausalLM.from_config(config)
     s, B, L = args.bag_size, args.batch_size, args.block_size
     steps = args.warmup + args.steps + 1
-    data = PackedBlocks(steps * B * s + B, L, config.vocab_size)
+    data = PackedBlocks.random(steps * B * s + B, L, config.vocab_size)
     variants = ["baseline", "recovery", "superposition", "batch fold"]
     meters = {name: [] for name in variants}
     for _ in range(args.rounds):

@@ -29,6 +29,11 @@ def final_logit_softcapping(config) -> float | None:
     return None
 
 
+def _as_the_head_ran(hidden: torch.Tensor, autocast_dtype: torch.dtype | None):
+    """The autocast state the head's own call ran under (captured with its input)."""
+    return torch.autocast(hidden.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+
+
 class FusedLMHead:
     """Captures the LM head's input during one forward, then computes the summed loss from it."""
 
@@ -68,7 +73,7 @@ class FusedLMHead:
     def summed_loss(self, target_bags: torch.Tensor, weighting: str) -> torch.Tensor:
         """Summed MCE of the captured hidden states through the head against `target_bags` (B, L, s)."""
         hidden, autocast_dtype = self.hidden_states()
-        with torch.autocast(hidden.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with _as_the_head_ran(hidden, autocast_dtype):
             return linear_multi_hot_cross_entropy(hidden, self.head.weight, target_bags, weighting,
                                                   bias=self.head.bias, reduction="sum", softcap=self.softcap)
 
@@ -96,7 +101,7 @@ def fused_head_problem(model: nn.Module) -> str | None:
             with fused.capturing():
                 model(input_ids=probe, use_cache=False)
             hidden, autocast_dtype = fused.hidden_states()
-            with torch.autocast(hidden.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            with _as_the_head_ran(hidden, autocast_dtype):
                 logits = nn.functional.linear(hidden, head.weight, head.bias).float()
     finally:
         fused.remove()

@@ -145,6 +145,8 @@ class TSTTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         head = unwrapped.get_output_embeddings()
         if self._fused_head is None or self._fused_head[0] is not head:
+            if self._fused_head is not None and self._fused_head[1] is not None:
+                self._fused_head[1].remove()
             problem = fused_head_problem(unwrapped)
             if problem is not None:
                 logger.warning(f"tst_fused_lm_head: {type(unwrapped).__name__} trains on its materialised logits, "

@@ -1,26 +1,18 @@
 """GPU checks of the fused loss and the fused LM head in bf16, run where CUDA is present (the
 device run in benchmarks/run_cuda.sh); skipped elsewhere. Independent of conftest.py, so that it
-runs with `pytest --noconftest` on a machine without the test suite's data dependencies."""
+runs with `pytest --noconftest` on a machine without the test suite's data dependencies; the
+reference is test_loss.py's float64 loop of cross-entropies."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_loss import loop_reference
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from hf_tst import linear_multi_hot_cross_entropy, multi_hot_cross_entropy
 from hf_tst.head import FusedLMHead
-from hf_tst.loss import bag_weights
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def loop_reference(logits, bags):
-    """sum_i w_i CE(z, y_i) over valid targets / their weight mass, uniform weights, in float32."""
-    w = bag_weights("uniform", bags.shape[-1]).to(logits.device)
-    z = logits.float().reshape(-1, logits.shape[-1])
-    flat = bags.reshape(-1, bags.shape[-1])
-    total = sum(w[i] * F.cross_entropy(z, flat[:, i], reduction="sum") for i in range(flat.shape[-1]))
-    return total / (w * (flat != -100)).sum()
 
 
 @pytest.mark.parametrize("bag_size", [1, 6])  # 1 takes Liger Kernel's fused linear cross-entropy when installed
@@ -32,10 +24,10 @@ def test_chunked_head_under_bf16_autocast_matches_the_materialised_head(bag_size
     bags[::7, -1] = -100
     with torch.autocast("cuda", dtype=torch.bfloat16):
         ours = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=1000)
-        reference = loop_reference(F.linear(hidden, weight), bags)
+        reference = loop_reference(F.linear(hidden, weight), bags, "uniform")
     grads = torch.autograd.grad(ours, (hidden, weight))
     grads_ref = torch.autograd.grad(reference, (hidden, weight))
-    torch.testing.assert_close(ours, reference, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-3, atol=1e-3)
     for grad, grad_ref in zip(grads, grads_ref, strict=True):
         assert grad.dtype == torch.float32
         torch.testing.assert_close(grad, grad_ref, rtol=2e-2, atol=2e-5)
@@ -46,8 +38,8 @@ def test_fused_mce_on_bf16_logits_matches_the_loop():
     logits = (torch.randn(2048, 50000, device="cuda") * 3).bfloat16().requires_grad_()
     bags = torch.randint(0, 50000, (2048, 6), device="cuda")
     ours = multi_hot_cross_entropy(logits, bags, chunk_rows=300)
-    reference = loop_reference(logits, bags)
-    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    reference = loop_reference(logits, bags, "uniform")
+    torch.testing.assert_close(ours.double(), reference, rtol=1e-5, atol=1e-5)
     (grad,) = torch.autograd.grad(ours, logits)
     (grad_ref,) = torch.autograd.grad(reference, logits)
     torch.testing.assert_close(grad.float(), grad_ref.float(), rtol=1e-2, atol=1e-6)
