@@ -49,6 +49,13 @@ class TSTConfig(TrainingArguments):
                           "to L/s positions, s times as many rows per micro-batch: the same linear-layer FLOPs, "
                           "cheaper attention, and the same data order)."},
     )
+    tst_contiguous_rows: bool = field(
+        default=True,
+        metadata={"help": "With sequence folding on a map-style dataset, a superposition row is s consecutive blocks "
+                          "of the dataset (L*s contiguous tokens: the paper's data sequences), rows in a shuffled "
+                          "order; pack the corpus in order and let TSTTrainer shuffle. False draws the s blocks of a "
+                          "row at random. Streaming datasets always keep their own order."},
+    )
     tst_fused_lm_head: bool = field(
         default=True,
         metadata={"help": "In training, compute the LM head and the loss together, one chunk of positions at a time, "

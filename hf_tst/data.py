@@ -3,17 +3,20 @@ run is in its superposition phase, and the collator that turns rows into batches
 
 The dataset is what a plain `Trainer` pre-training run takes: items with `input_ids` (packed
 blocks of L tokens, or padded documents with an `attention_mask`). A superposition row takes s
-consecutive blocks of the stream: joined into one sequence of L*s data tokens folded to L
-positions (sequence folding, the same model compute as a plain row of L tokens), or kept as s
-rows of L tokens folded to L/s positions each (batch folding). A recovery row is one block.
-The stream runs on across the phase switch and across epochs, so no block is read twice within
-an epoch and none is skipped.
+consecutive blocks of the dataset (the paper's contiguous data sequence of L*s tokens) joined
+and folded to L positions (sequence folding, the same model compute as a plain row of L tokens),
+or s randomly drawn blocks kept as s rows of L tokens folded to L/s positions each (batch
+folding). A recovery row is one block. The stream runs on across the phase switch and across
+epochs, so no block is read twice within an epoch.
+
+Contract: pack the corpus in order (as `pack_text_dataset` and transformers' `run_clm` do) and
+let `TSTTrainer` shuffle; a dataset shuffled before packing or before training has no
+contiguous runs of blocks left to find.
 """
 
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -27,17 +30,29 @@ class PhasedBlockStream(IterableDataset):
     """Training rows of a TST run: `superposition_rows` rows of `blocks_per_bagged_row` blocks
     each, marked with `bag_size`, then single-block rows for the rest of the run.
 
-    Block order is the one a plain `Trainer` reads: for a map-style dataset, a permutation per
-    epoch drawn from `seed + epoch` (as accelerate's seedable sampler draws it) or the dataset
-    order when `shuffle` is False; for an iterable dataset, its own order, with `set_epoch`
-    called before each pass. The stream never ends: the trainer stops at `max_steps`.
-    With DataLoader workers, worker w yields the batches b with b % num_workers == w, so the
-    loader's output order is the stream's order.
+    Map-style data is read one pass (epoch) at a time, each pass drawn from `seed + epoch` (as
+    accelerate's seedable sampler draws it; in dataset order when `shuffle` is False):
+    - With `contiguous_rows` (the paper's data sequences), a superposition row is s consecutive
+      blocks of the dataset, `[g*s, g*s + s)`: L*s contiguous tokens of a corpus packed in order.
+      The groups come in a shuffled order.
+    - Otherwise a superposition row is s consecutive blocks of the pass's permutation: s blocks
+      drawn at random (used by batch folding, whose s blocks become s separate rows anyway).
+    - In the pass where the switch falls, the blocks not yet read follow as recovery rows, in a
+      fresh permutation (contiguous rows) or the permutation's own order: every block is read
+      exactly once in that pass, straight across the switch. Later passes are plain permutations,
+      the order a plain `Trainer` reads.
+    - A pass that lies wholly in the superposition phase leaves out the fewer than s blocks that
+      fill no row (`len(dataset) % s` of them), as `drop_last` would.
+
+    An iterable (streaming) dataset keeps its own order: a superposition row is its next s blocks,
+    and `set_epoch` is called before each pass. The stream never ends: the trainer stops at
+    `max_steps`. With DataLoader workers, worker w yields the batches b with b % num_workers == w,
+    so the loader's output order is the stream's order.
     """
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
                  superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
-                 fold_into_batch: bool = False):
+                 contiguous_rows: bool = True, fold_into_batch: bool = False):
         self.dataset = dataset
         self.bag_size = bag_size
         self.blocks_per_bagged_row = blocks_per_bagged_row
@@ -45,45 +60,85 @@ class PhasedBlockStream(IterableDataset):
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
+        self.contiguous_rows = contiguous_rows
         self.fold_into_batch = fold_into_batch
         self.is_map_style = not isinstance(dataset, IterableDataset)
 
     def epochs_read(self, rows: int) -> float:
         """Passes over a map-style dataset made by the stream's first `rows` rows."""
-        bagged = min(rows, self.superposition_rows)
-        return (bagged * self.blocks_per_bagged_row + rows - bagged) / len(self.dataset)
+        blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
+        epochs, bagged_left = 0, self.superposition_rows
+        while bagged_left > blocks // per_row:  # passes wholly in superposition: blocks // per_row rows each
+            if rows < blocks // per_row:
+                return epochs + rows * per_row / blocks
+            epochs, rows, bagged_left = epochs + 1, rows - blocks // per_row, bagged_left - blocks // per_row
+        bagged = min(rows, bagged_left)
+        return epochs + (bagged * per_row + rows - bagged) / blocks
 
-    def _block_refs(self) -> Iterator[Any]:
-        """Endless refs to blocks, epoch after epoch: indices (map-style) or the items themselves."""
+    def _epoch_rows(self, epoch: int, bagged_left: int) -> list[list[int]]:
+        """The rows (lists of block indices) of one pass over a map-style dataset, `bagged_left`
+        superposition rows still to come."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+
+        def order(n: int) -> torch.Tensor:
+            return torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+
+        blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
+        if bagged_left == 0:
+            return order(blocks)[:, None].tolist()
+        groups = blocks // per_row
+        if self.contiguous_rows and per_row > 1:  # (rows of one block are the plain permutation)
+            grouped = torch.arange(groups * per_row).view(groups, per_row)[order(groups)]
+            bagged = grouped[:bagged_left]
+            unread = torch.ones(blocks, dtype=torch.bool)
+            unread[bagged.flatten()] = False
+            rest = unread.nonzero().flatten()
+            rest = rest[order(len(rest))]
+        else:
+            permutation = order(blocks)
+            bagged = permutation[:groups * per_row].view(groups, per_row)[:bagged_left]
+            rest = permutation[len(bagged) * per_row:]
+        rows = bagged.tolist()
+        if bagged_left <= groups:  # the switch falls in this pass: recovery reads what it left
+            rows += rest[:, None].tolist()
+        return rows
+
+    def _map_style_rows(self) -> Iterator[list[int]]:
+        groups = len(self.dataset) // self.blocks_per_bagged_row if self.superposition_rows else len(self.dataset)
+        if groups < self.batch_size:
+            self._refuse_too_few_blocks(len(self.dataset))
+        rows = 0
         for epoch in itertools.count():
-            if self.is_map_style:
-                if self.shuffle:
-                    generator = torch.Generator().manual_seed(self.seed + epoch)
-                    order = torch.randperm(len(self.dataset), generator=generator)
-                else:
-                    order = torch.arange(len(self.dataset))
-                blocks = order.tolist()
-            else:
+            for row in self._epoch_rows(epoch, max(0, self.superposition_rows - rows)):
+                rows += 1
+                yield row
+
+    def _iterable_rows(self) -> Iterator[list[dict]]:
+        def blocks():
+            for epoch in itertools.count():
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
-                blocks = self.dataset
-            read = 0
-            for ref in blocks:
-                read += 1
-                yield ref
-            if epoch == 0:
-                self._check_enough_blocks(read)
+                read = 0
+                for block in self.dataset:
+                    read += 1
+                    yield block
+                if epoch == 0 and read < self.batch_size * (self.blocks_per_bagged_row if self.superposition_rows
+                                                            else 1):
+                    self._refuse_too_few_blocks(read)
 
-    def _check_enough_blocks(self, blocks_in_epoch: int) -> None:
+        stream = blocks()
+        for row in itertools.count():
+            yield list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows else 1))
+
+    def _refuse_too_few_blocks(self, blocks_in_epoch: int) -> None:
         """Refuse data that cannot fill one batch without repeating blocks (raised while the first
         batch is built, before any compute)."""
         per_row = self.blocks_per_bagged_row if self.superposition_rows else 1
         needed = self.batch_size * per_row
-        if blocks_in_epoch < needed:
-            raise ValueError(
-                f"train_dataset holds {blocks_in_epoch} blocks, fewer than one batch needs "
-                f"(per_device_train_batch_size {self.batch_size} x {per_row} blocks per row = {needed}); add data, "
-                "or lower per_device_train_batch_size or tst_bag_size (or the block size, if documents are short).")
+        raise ValueError(
+            f"train_dataset holds {blocks_in_epoch} blocks, fewer than one batch needs "
+            f"(per_device_train_batch_size {self.batch_size} x {per_row} blocks per row = {needed}); add data, "
+            "or lower per_device_train_batch_size or tst_bag_size (or the block size, if documents are short).")
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
@@ -91,12 +146,11 @@ class PhasedBlockStream(IterableDataset):
         if num_workers > 1 and not self.is_map_style:
             raise ValueError("dataloader_num_workers > 0 is not supported with an iterable (streaming) "
                              "train_dataset under TST; set dataloader_num_workers=0.")
-        refs = self._block_refs()
-        for row in itertools.count():
-            bagged = row < self.superposition_rows
-            row_refs = list(itertools.islice(refs, self.blocks_per_bagged_row if bagged else 1))
+        rows = self._map_style_rows() if self.is_map_style else self._iterable_rows()
+        for row, row_refs in enumerate(rows):
             if (row // self.batch_size) % num_workers != worker_id:
                 continue  # another worker's batch; only map-style refs get here, so skipping reads nothing
+            bagged = row < self.superposition_rows
             blocks = [self.dataset[ref] for ref in row_refs] if self.is_map_style else row_refs
             if bagged and self.fold_into_batch:
                 yield {"blocks": [join_blocks([block], self.bag_size) for block in blocks]}

@@ -4,6 +4,7 @@ the dataset's own read order, a run without gradient accumulation."""
 import subprocess
 import sys
 
+import datasets
 import pytest
 import torch
 from conftest import packed_dataset, padded_dataset, reference_loss, tiny_llama
@@ -90,9 +91,13 @@ def test_bag_size_one_superposition_path_reproduces_plain_trainer(tmp_path, make
 
 
 @pytest.mark.parametrize(("superpose", "fold"), [("full", "sequence"), ("output", "sequence"), ("full", "batch")])
-def test_map_style_data_is_read_once_in_plain_trainer_order_across_the_switch(tmp_path, make_config, superpose, fold):
+def test_map_style_data_is_read_once_per_epoch_across_the_switch(tmp_path, make_config, superpose, fold):
+    """30 blocks: 4 superposition steps read 24, recovery the rest of the pass and then a new one
+    (superpose='output' reads 8 and 12, one pass). Rows of random blocks (batch folding, single-block
+    rows) read them in the plain Trainer's order; contiguous rows read them in groups (checked by the
+    contiguity test below)."""
     L, s, batch = 8, 3, 2
-    data = packed_dataset(20, L, 97)
+    data = packed_dataset(30, L, 97)
     tst = RecordingTSTTrainer(model=tiny_llama(), train_dataset=data,
                               args=make_config(max_steps=10, tst_ratio=0.4, tst_bag_size=s, tst_superpose=superpose,
                                                tst_fold=fold, per_device_train_batch_size=batch))
@@ -105,14 +110,64 @@ def test_map_style_data_is_read_once_in_plain_trainer_order_across_the_switch(tm
         assert [tuple(x.shape) for x in tst.seen_input_ids] == [(batch * s, 9)] * 4 + [(batch, L)] * 6
         read = blocks_of([x[:, :L] for x in tst.seen_input_ids], L)
     assert len(read) == 4 * batch * blocks_per_row + 6 * batch
+    first_epoch = read[:len(data)]
+    assert len(set(first_epoch)) == len(first_epoch)  # each block once, none skipped
+    assert len(read) < len(data) or set(first_epoch) == {tuple(x) for x in data["input_ids"]}
+    assert tst.state.epoch == pytest.approx(len(read) / len(data))  # epochs count passes over the data
+    if superpose == "full" and fold == "sequence":
+        return
     # The reference: the blocks a plain Trainer reads from the same dataset with the same seed.
     plain = plain_trainer(tmp_path, tiny_llama(), data, max_steps=len(read) // batch,
                           per_device_train_batch_size=batch)
     plain.train()
     assert read == blocks_of(plain.seen_input_ids, L)
-    first_epoch = read[:len(data)]
-    assert sorted(first_epoch) == sorted(tuple(x) for x in data["input_ids"])  # each block once, none skipped
-    assert tst.state.epoch == pytest.approx(len(read) / len(data))  # epochs count passes over the data
+
+
+def position_coded_dataset(num_blocks: int, block_len: int):
+    """Packed blocks of a corpus whose token at position p has id p: a block's ids say where it came from."""
+    return datasets.Dataset.from_dict({"input_ids": torch.arange(num_blocks * block_len).view(num_blocks, -1).tolist()})
+
+
+@pytest.mark.parametrize("num_blocks", [60, 20])  # the switch falls in the first pass; three passes of superposition
+def test_superposition_rows_are_contiguous_corpus_ranges_in_shuffled_order(make_config, num_blocks):
+    """The paper's data sequence: a superposition row is L*s consecutive tokens of the corpus. Rows come
+    in a shuffled order; a pass reads every block at most once, and the pass where the switch falls reads
+    each exactly once, the recovery rows taking the blocks superposition left."""
+    L, s, batch, steps, bagged_steps = 4, 3, 2, 16, 8
+    data = position_coded_dataset(num_blocks, L)
+    tst = RecordingTSTTrainer(model=tiny_llama(vocab_size=num_blocks * L), train_dataset=data,
+                              args=make_config(max_steps=steps, tst_ratio=bagged_steps / steps, tst_bag_size=s,
+                                               per_device_train_batch_size=batch))
+    tst.train()
+    bagged_rows = [row for x in tst.seen_input_ids[:bagged_steps] for row in x.tolist()]
+    assert all(row == list(range(row[0], row[0] + L * s)) and row[0] % (L * s) == 0 for row in bagged_rows)
+    starts = [row[0] for row in bagged_rows]
+    assert starts != sorted(starts)  # shuffled, not the dataset's order
+    blocks = [row[0] // L for row in bagged_rows for _ in range(s)]
+    blocks = [first + k for first, k in zip(blocks, list(range(s)) * len(bagged_rows), strict=True)]
+    blocks += [row[0] // L for x in tst.seen_input_ids[bagged_steps:] for row in x.tolist()]
+    groups_per_pass = num_blocks // s
+    passes, rows_left = [], len(bagged_rows)
+    while rows_left > groups_per_pass:  # passes wholly in superposition: the last num_blocks % s blocks fill no row
+        passes.append(blocks[:groups_per_pass * s])
+        blocks, rows_left = blocks[groups_per_pass * s:], rows_left - groups_per_pass
+    passes.append(blocks[:num_blocks])
+    for read in passes[:-1]:
+        assert len(set(read)) == len(read) == num_blocks // s * s
+    assert sorted(passes[-1]) == list(range(num_blocks))  # the switch's pass: every block exactly once
+
+
+def test_batch_folding_and_contiguous_rows_false_draw_random_blocks(make_config):
+    """Batch folding keeps single-block rows drawn at random (its s blocks become separate rows), as does
+    tst_contiguous_rows=False for sequence folding."""
+    L, s = 4, 3
+    data = position_coded_dataset(60, L)
+    for overrides in (dict(tst_fold="batch"), dict(tst_contiguous_rows=False)):
+        tst = RecordingTSTTrainer(model=tiny_llama(vocab_size=240), train_dataset=data,
+                                  args=make_config(max_steps=4, tst_ratio=0.5, tst_bag_size=s, **overrides))
+        tst.train()
+        bagged = tst.seen_input_ids[0].view(-1, L)[:, 0].view(-1, s)  # the first token of each block, by row
+        assert not all(row.tolist() == list(range(row[0], row[0] + L * s, L)) for row in bagged)
 
 
 def test_batch_folding_step_bags_each_block_and_matches_the_reference(make_config):
