@@ -12,6 +12,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.utils import hub as transformers_hub
 
+from .switch import describe_switch, switch_figures
+
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "tst_model_card.md"
 LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
@@ -85,6 +87,7 @@ def write_model_card(output_dir: str, args, log_history: list[dict], architectur
         baseline_tokens=f"{round(plain_tokens_per_step * steps):,}" if plain_tokens_per_step else "n/a",
         bag_size=args.tst_bag_size, ratio=args.tst_ratio, weighting=args.tst_weighting, superpose=args.tst_superpose,
         max_steps=args.max_steps, learning_rate=args.learning_rate, scheduler=str(args.lr_scheduler_type.value),
-        eval_rows=eval_rows, loss_curve=LOSS_CURVE)
+        eval_rows=eval_rows, loss_curve=LOSS_CURVE,
+        switch=describe_switch(switch_figures(log_history), superposition_steps) if superposition_steps else "")
     card.save(os.path.join(output_dir, "README.md"))
     return card

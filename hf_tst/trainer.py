@@ -12,6 +12,7 @@ import os
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ExportableState
+from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
@@ -22,6 +23,7 @@ from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
+from .switch import SwitchWatch
 
 logger = logging.get_logger(__name__)
 
@@ -45,12 +47,17 @@ class TSTTrainer(Trainer):
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
+        self._switch_watch = None  # the recovery steps' losses after the switch, made by train()
 
     def run_settings(self) -> dict:
-        """The settings that place the phase switch and the data position; checkpoints record them."""
-        return {"tst_bag_size": self.args.tst_bag_size, "tst_ratio": self.args.tst_ratio,
-                "tst_superpose": self.args.tst_superpose, "max_steps": self.args.max_steps,
-                "rows_per_step": self._rows_per_step()}
+        """The settings that place the phase switch and the data position; checkpoints record them.
+        Without a superposition phase only the ratio and the rows per step matter: a plain run may be
+        extended or branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
+        settings = {"tst_ratio": self.args.tst_ratio, "rows_per_step": self._rows_per_step()}
+        if self.args.superposition_steps:
+            settings.update(tst_bag_size=self.args.tst_bag_size, tst_superpose=self.args.tst_superpose,
+                            max_steps=self.args.max_steps, tst_contiguous_rows=self.args.tst_contiguous_rows)
+        return settings
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train`, refusing before any compute to resume from an incomplete checkpoint or
@@ -58,6 +65,8 @@ class TSTTrainer(Trainer):
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
+        self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
+                                         reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
         output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
         self.create_model_card()
         return output
@@ -80,6 +89,7 @@ class TSTTrainer(Trainer):
             batch_size=self._train_batch_size,
             seed=args.data_seed if args.data_seed is not None else args.seed,
             shuffle=args.train_sampling_strategy != "sequential",
+            contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence",
             fold_into_batch=args.tst_fold == "batch",
         )
         loader = DataLoader(
@@ -98,6 +108,13 @@ class TSTTrainer(Trainer):
         return self.args.gradient_accumulation_steps * self._train_batch_size * self.args.world_size
 
     # ---- loss ----
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """`Trainer.training_step`; from the switch until recovery, its loss also goes to the switch watch."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._switch_watch is not None and self._switch_watch.watches(self.state.global_step):
+            self._switch_watch.add_micro_batch(loss)
+        return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Multi-hot cross-entropy for bagged batches, standard causal-LM loss for plain ones. In training,
@@ -202,8 +219,9 @@ class TSTTrainer(Trainer):
     # ---- logging ----
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Training logs also say which phase the logged steps ran in, and name the MCE loss.
-        `epoch` counts passes over the data (Trainer, which sees an endless stream, would count steps)."""
+        """Training logs also say which phase the logged steps ran in, name the MCE loss and carry the
+        switch figures (`hf_tst.switch`) once measured. `epoch` counts passes over the data (Trainer,
+        which sees an endless stream, would count steps)."""
         if self._block_stream is not None and self._block_stream.is_map_style:
             self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
         if "loss" in logs and self.args.superposition_steps > 0:
@@ -211,6 +229,8 @@ class TSTTrainer(Trainer):
             logs["tst_phase"] = "superposition" if in_superposition else "recovery"
             if in_superposition:
                 logs["mce_loss"] = logs["loss"]
+        if self._switch_watch is not None:
+            logs.update(self._switch_watch.pop_unlogged())
         super().log(logs, start_time)
 
 

@@ -31,5 +31,7 @@ def test_model_card_states_the_run_and_parses_as_a_hub_card(tmp_path, make_confi
     assert f"this run read {superposition_tokens + recovery_tokens:,} data tokens" in text
     assert f"would read {5 * batch * L:,}" in text
     assert f"| eval loss (nats/token) | {eval_loss:.4f} |" in text
+    before = next(log["tst_switch_loss_before"] for log in trainer.state.log_history if "tst_switch_loss_before" in log)
+    assert f"At the switch (step 2) the next-token training loss of the superposed model was {before:.4f}" in text
     assert "LlamaForCausalLM" in text and "![Loss curves](loss_curve.png)" in text
     assert (tmp_path / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
