@@ -6,6 +6,8 @@ is a ratio of steps: the steps the baseline needs to reach TST's final eval loss
 curve by linear interpolation, divided by TST's steps.
 """
 
+import math
+
 
 def eval_curve(log_history: list[dict]) -> list[tuple[int, float, int]]:
     """(step, eval loss, data tokens seen) at each evaluation, in step order."""
@@ -13,17 +15,29 @@ def eval_curve(log_history: list[dict]) -> list[tuple[int, float, int]]:
                   for log in log_history if "eval_loss" in log)
 
 
-def steps_to_reach(curve: list[tuple[int, float, int]], target: float) -> float | None:
-    """First (interpolated) step at which the eval loss falls to `target`; None if it never does."""
+def steps_to_reach(curve: list[tuple[int, float, int]], target: float, log_steps: bool = False) -> float | None:
+    """First step at which the eval loss falls to `target`, interpolated linearly between the two
+    points that bracket it (in log step with `log_steps`); None if it never does."""
     previous = None
     for step, loss, _ in curve:
         if loss <= target:
             if previous is None:
                 return float(step)
             (step0, loss0, _) = previous
-            return step0 + (loss0 - target) / (loss0 - loss) * (step - step0)
+            fraction = (loss0 - target) / (loss0 - loss)
+            if log_steps:
+                return math.exp(math.log(step0) + fraction * (math.log(step) - math.log(step0)))
+            return step0 + fraction * (step - step0)
         previous = (step, loss, None)
     return None
+
+
+def loss_at(curve: list[tuple[int, float, int]], step: int) -> float | None:
+    """The eval loss at `step`, interpolated linearly between the evaluations around it; None outside them."""
+    for (step0, loss0, _), (step1, loss1, _) in zip(curve, curve[1:], strict=False):
+        if step0 <= step <= step1:
+            return loss0 + (loss1 - loss0) * (step - step0) / (step1 - step0)
+    return curve[0][1] if curve and curve[0][0] == step else None
 
 
 def equal_loss_speedup(baseline: list[tuple[int, float, int]], tst: list[tuple[int, float, int]]) -> dict:

@@ -15,10 +15,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import DataArguments, ModelArguments, TSTConfig, parse_config, train_variant  # noqa: E402
+from train import ARGUMENT_CLASSES, parse_config, train_variant  # noqa: E402
 
-from hf_tst.compare import equal_loss_speedup, eval_curve, plot_curves  # noqa: E402
+from hf_tst.compare import equal_loss_speedup, eval_curve, loss_at, plot_curves  # noqa: E402
 from hf_tst.evaluation import evaluate, write_offline_tasks  # noqa: E402
+from hf_tst.switch import describe_switch, switch_figures  # noqa: E402
 
 
 def run(train_argv: list[str], output_dir: str, eval_limit: int | None, **overrides) -> dict:
@@ -27,7 +28,8 @@ def run(train_argv: list[str], output_dir: str, eval_limit: int | None, **overri
         state = json.load(f)
     downstream = evaluate(output_dir, task_dir=write_offline_tasks(os.path.join(output_dir, "lm_eval_tasks")),
                           limit=eval_limit)["results"]
-    return {"curve": eval_curve(state["log_history"]), "downstream": downstream}
+    return {"curve": eval_curve(state["log_history"]), "downstream": downstream,
+            "switch": switch_figures(state["log_history"])}
 
 
 def report(runs: dict, speedup: dict, switch_step: int) -> str:
@@ -47,7 +49,12 @@ def report(runs: dict, speedup: dict, switch_step: int) -> str:
                f"{runs['baseline']['curve'][-1][0]} steps (its best: "
                f"{min(loss for _, loss, _ in runs['baseline']['curve']):.4f}), so the speedup exceeds "
                f"{runs['baseline']['curve'][-1][0] / speedup['tst_steps']:.2f}x.")
-    lines += ["", verdict, "", f"TST switched from superposition to recovery at step {switch_step}.", "",
+    at_switch = dict((step, loss) for step, loss, _ in runs["tst"]["curve"]).get(switch_step)
+    baseline_at_switch = loss_at(runs["baseline"]["curve"], switch_step)
+    held_out = ("" if at_switch is None or baseline_at_switch is None else
+                f" Its held-out next-token loss there was {at_switch:.4f}, against the baseline's "
+                f"{baseline_at_switch:.4f} at the same step.")
+    lines += ["", verdict, "", describe_switch(runs["tst"]["switch"], switch_step) + held_out, "",
               "![eval loss against steps and data tokens](curves.png)", ""]
     return "\n".join(lines)
 
@@ -59,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     own, train_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     runs = {"tst": run(train_argv, os.path.join(own.compare_dir, "tst"), own.eval_limit),
             "baseline": run(train_argv, os.path.join(own.compare_dir, "baseline"), own.eval_limit, tst_ratio=0)}
-    switch_step = parse_config((ModelArguments, DataArguments, TSTConfig), train_argv)[2].superposition_steps
+    switch_step = parse_config(ARGUMENT_CLASSES, train_argv)[-1].superposition_steps
     speedup = equal_loss_speedup(runs["baseline"]["curve"], runs["tst"]["curve"])
     plot_curves({name: result["curve"] for name, result in runs.items()},
                 os.path.join(own.compare_dir, "curves.png"), switch_step)

@@ -57,6 +57,16 @@ class DataArguments:
     max_eval_blocks: int = field(default=256, metadata={"help": "Held-out blocks used for evaluation."})
 
 
+@dataclass
+class ScriptArguments:
+    closing_note: str | None = field(
+        default=None, metadata={"help": "A line printed after the final eval loss: what is known about this setting "
+                                        "(the tiny config says what the budget-ladder study found at its scale)."})
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, ScriptArguments, TSTConfig)
+
+
 def load_text(data: DataArguments) -> tuple:
     """(train, held-out) text datasets: local JSON lines, or one or more Hub datasets, mixed."""
     if not data.dataset_name:
@@ -112,7 +122,7 @@ def with_lora(model, model_args: ModelArguments):
 
 
 def main(argv: list[str] | None = None) -> dict:
-    model_args, data_args, args = parse_config((ModelArguments, DataArguments, TSTConfig), argv)
+    model_args, data_args, script_args, args = parse_config(ARGUMENT_CLASSES, argv)
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     train_text, eval_text = load_text(data_args)
@@ -135,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         print(f"final eval loss {metrics['eval_loss']:.4f} (next-token, {len(held_out)} held-out blocks of "
               f"{data_args.block_size}); checkpoint in {args.output_dir}")
+        if script_args.closing_note:
+            print(script_args.closing_note)
     return metrics
 
 

@@ -14,6 +14,10 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from hf_tst import TSTConfig, TSTTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# The main job's config, shrunk to seconds: a one-layer model on the small held-out file.
+TINY_SHRUNK = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
+               "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
+               "--save_strategy", "no", "--max_eval_blocks", "8", "--disable_tqdm", "true"]
 
 
 def load_recipe(name: str):

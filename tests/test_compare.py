@@ -4,16 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import load_recipe
+from conftest import TINY_SHRUNK, load_recipe
 
-from hf_tst.compare import equal_loss_speedup, steps_to_reach
+from hf_tst.compare import equal_loss_speedup, loss_at, steps_to_reach
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = [(100, 6.0, 0), (200, 5.0, 0), (300, 4.5, 0), (400, 4.2, 0)]
-# The main job's config, shrunk to seconds: a one-layer model on the small held-out file.
-TINY_SHRUNK = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
-               "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",
-               "--save_strategy", "no", "--max_eval_blocks", "8", "--disable_tqdm", "true"]
 
 
 def test_speedup_interpolates_the_baseline_curve():
@@ -23,6 +19,12 @@ def test_speedup_interpolates_the_baseline_curve():
     assert result["baseline_steps_to_tst_loss"] == pytest.approx(240.0)
     assert result["speedup"] == pytest.approx(1.2)
     assert steps_to_reach(BASELINE, 6.5) == 100.0
+
+
+def test_loss_at_interpolates_between_evaluations():
+    assert loss_at(BASELINE, 250) == pytest.approx(4.75)  # halfway from 5.0 (200) to 4.5 (300)
+    assert loss_at(BASELINE, 100) == 6.0 and loss_at(BASELINE, 400) == 4.2
+    assert loss_at(BASELINE, 50) is None and loss_at(BASELINE, 500) is None
 
 
 def test_speedup_says_when_the_baseline_never_gets_there():
@@ -44,6 +46,7 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
     assert data["speedup"]["tst_final_eval_loss"] == data["tst"]["curve"][-1][1]
     assert ("equal-loss speedup" in report) == (result["speedup"]["speedup"] is not None)
     assert "| tst | 6 |" in report and "| baseline | 6 |" in report
+    assert "At the switch (step 3)" in report and "against the baseline's" in report
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

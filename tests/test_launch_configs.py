@@ -60,9 +60,8 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
         cwd = os.getcwd()
         os.chdir(REPO)
         try:
-            model_args, data_args, tst_config = recipe.parse_config(
-                (recipe.ModelArguments, recipe.DataArguments, recipe.TSTConfig),
-                launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
+            model_args, data_args, _, tst_config = recipe.parse_config(
+                recipe.ARGUMENT_CLASSES, launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
         finally:
             os.chdir(cwd)
     assert tst_config.tst_bag_size == 8 and tst_config.max_steps == 300  # the override over the YAML

@@ -30,8 +30,7 @@ def test_paper_config_has_the_papers_settings(config, monkeypatch):
     monkeypatch.chdir(REPO)
     recipe = load_recipe("train")
     argv = ["--config", str(PAPER / f"{config}.yaml"), "--use_cpu", "true"]  # bf16 needs a GPU or use_cpu
-    model_args, data_args, args = recipe.parse_config(
-        (recipe.ModelArguments, recipe.DataArguments, recipe.TSTConfig), argv)
+    model_args, data_args, _, args = recipe.parse_config(recipe.ARGUMENT_CLASSES, argv)
     model, s, r, weighting, lr, steps = EXPECTED[config.rsplit("-", 1)[0]]
     baseline = config.endswith("baseline")
     assert model_args.model_config == f"recipes/models/{model}"
