@@ -75,18 +75,24 @@ def describe_crossover(speedups: list[tuple[int, float]]) -> str:
 def ladder_table(rows: list[dict]) -> str:
     """Markdown table of the ladder, one row per TST budget."""
     lines = ["| T (steps) | TST switch | baseline loss at T | TST loss at T | speedup | baseline tokens/param | "
-             "TST data tokens | loss at switch, before / after | recovery steps |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "TST data tokens | held-out at switch, TST / baseline | training loss at switch, before / after | "
+             "recovery steps |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         bound = "" if row["bound"] == "=" else row["bound"]
-        before, after = row.get("tst_switch_loss_before"), row.get("tst_switch_loss_after")
-        switch = f"{before:.3f} / {after:.3f}" if before is not None and after is not None else "n/a"
         recovered = row.get("tst_recovery_steps")
         lines.append(
             f"| {row['budget']:,} | {row['switch_step']:,} | {row['baseline_loss']:.4f} | {row['tst_loss']:.4f} | "
             f"{bound}{row['speedup']:.2f}x | {row['baseline_tokens_per_parameter']:.2f} | {row['tst_tokens']:,} | "
-            f"{switch} | {'not recovered' if recovered is None else recovered} |")
+            f"{_pair(row, 'tst_eval_loss_at_switch', 'baseline_eval_loss_at_switch')} | "
+            f"{_pair(row, 'tst_switch_loss_before', 'tst_switch_loss_after')} | "
+            f"{'not recovered' if recovered is None else recovered} |")
     return "\n".join(lines)
+
+
+def _pair(row: dict, first: str, second: str) -> str:
+    values = row.get(first), row.get(second)
+    return "n/a" if None in values else f"{values[0]:.3f} / {values[1]:.3f}"
 
 
 def plot_ladder(rows: list[dict], frontier: dict[int, float], path: str, title: str) -> None:

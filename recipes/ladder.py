@@ -26,6 +26,7 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import ARGUMENT_CLASSES, parse_config, train_variant  # noqa: E402
 
+from hf_tst.compare import eval_curve, loss_at  # noqa: E402
 from hf_tst.ladder import (  # noqa: E402
     branch_step,
     crossover_budget,
@@ -122,12 +123,17 @@ def run_tst(train_argv: list[str], args, budgets: list[int], ladder_dir: str, de
                    **schedule(args, budget, decay_steps(budget, decay_fraction)))
 
 
-def run_summary(run_dir: str) -> dict:
-    """Final eval loss, data tokens read and switch figures of a finished run."""
+def log_history(run_dir: str) -> list[dict]:
     with open(os.path.join(run_dir, "trainer_state.json")) as f:
-        history = json.load(f)["log_history"]
+        return json.load(f)["log_history"]
+
+
+def run_summary(run_dir: str) -> dict:
+    """Final eval loss, data tokens read, eval curve and switch figures of a finished run."""
+    history = log_history(run_dir)
     tokens = max((log.get("num_input_tokens_seen", 0) for log in history), default=0)
-    return {"loss": finished(run_dir)["eval_loss"], "tokens": tokens, **switch_figures(history)}
+    return {"loss": finished(run_dir)["eval_loss"], "tokens": tokens, "curve": eval_curve(history),
+            **switch_figures(history)}
 
 
 def parameter_count(run_dir: str) -> int:
@@ -143,10 +149,14 @@ def report(args, budgets: list[int], baseline_budgets: list[int], ladder_dir: st
     frontier = {budget: summary["loss"] for budget, summary in baselines.items()}
     parameters = parameter_count(os.path.join(ladder_dir, "baseline", f"T{baseline_budgets[0]}"))
     tokens_per_step = baselines[baseline_budgets[0]]["tokens"] / baseline_budgets[0]
+    stable_curve = eval_curve(log_history(os.path.join(ladder_dir, "baseline", "stable")))
     rows = []
     for budget in budgets:
         tst = run_summary(os.path.join(tst_dir(args, ladder_dir), f"T{budget}"))
-        rows.append({"budget": budget, "switch_step": round(args.tst_ratio * budget + 1e-9),
+        switch_step = round(args.tst_ratio * budget + 1e-9)
+        rows.append({"budget": budget, "switch_step": switch_step,
+                     "tst_eval_loss_at_switch": dict((step, loss) for step, loss, _ in tst["curve"]).get(switch_step),
+                     "baseline_eval_loss_at_switch": loss_at(stable_curve, switch_step),
                      "baseline_loss": frontier.get(budget, float("nan")), "tst_loss": tst["loss"],
                      **speedup_at(frontier, budget, tst["loss"]), "tst_tokens": tst["tokens"],
                      "baseline_tokens_per_parameter": budget * tokens_per_step / parameters,
@@ -162,9 +172,10 @@ def report(args, budgets: list[int], baseline_budgets: list[int], ladder_dir: st
         "bounds where TST's loss lies outside the baseline's range.", "",
         ladder_table(rows), "",
         f"**Crossover budget** (speedup reaches 1.0): {describe_crossover(speedups)}.", "",
-        "'loss at switch' is the next-token training loss of the model as superposition left it and after the "
-        "first recovery step; 'recovery steps' counts recovery steps until the 10-step running loss is back "
-        "below the first.", "",
+        "'held-out at switch': next-token eval loss of TST's model as superposition left it, and of the baseline's "
+        "stable run at the same step (interpolated between its evaluations). 'training loss at switch': TST's "
+        "next-token training loss on the first recovery batch (before its update) and the second (after it); "
+        "'recovery steps': recovery steps until the 10-step running loss is back below the first.", "",
         "![speedup against budget](ladder.png)", ""])
     with open(os.path.join(tst_dir(args, ladder_dir), "ladder.md"), "w") as f:
         f.write(text)

@@ -85,6 +85,10 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
         expected = speedup_at(result["frontier"], row["budget"], row["tst_loss"])
         assert row["speedup"] == pytest.approx(expected["speedup"])
         assert "tst_switch_loss_before" in row
+        switch_eval = [log["eval_loss"] for log in json.loads((tmp_path / "s2-r0.5" / f"T{row['budget']}" /
+                       "trainer_state.json").read_text())["log_history"] if log.get("step") == row["switch_step"]
+                       and "eval_loss" in log]
+        assert row["tst_eval_loss_at_switch"] == switch_eval[0] and row["baseline_eval_loss_at_switch"] > 0
     assert "**Crossover budget**" in report and "| 12 | 6 |" in report
     assert (tmp_path / "s2-r0.5" / "ladder.png").read_bytes()[:4] == b"\x89PNG"
 
