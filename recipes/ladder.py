@@ -41,7 +41,9 @@ from hf_tst.switch import switch_figures  # noqa: E402
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], add_help=False)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], add_help=False,
+        usage="python recipes/ladder.py --config CONFIG.yaml [ladder flags] [training fields]")
     parser.add_argument("--budgets", default="500,1000,2000,4000", help="TST step budgets T, comma-separated.")
     parser.add_argument("--baseline_budgets", default=None,
                         help="Baseline budgets (default: the TST budgets); add larger ones to measure speedups "
@@ -189,7 +191,10 @@ def report(args, budgets: list[int], baseline_budgets: list[int], ladder_dir: st
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    own, train_argv = make_parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):  # the ladder's own flags, then (from parse_config) every training field
+        make_parser().print_help()
+    own, train_argv = make_parser().parse_known_args(argv)
     args = parse_config(ARGUMENT_CLASSES, train_argv)[-1]
     budgets = sorted(int(b) for b in own.budgets.split(","))
     baseline_budgets = sorted({*budgets, *(int(b) for b in (own.baseline_budgets or "").split(",") if b)})
