@@ -128,8 +128,11 @@ def position_coded_dataset(num_blocks: int, block_len: int):
     return datasets.Dataset.from_dict({"input_ids": torch.arange(num_blocks * block_len).view(num_blocks, -1).tolist()})
 
 
-@pytest.mark.parametrize("num_blocks", [60, 20])  # the switch falls in the first pass; three passes of superposition
-def test_superposition_rows_are_contiguous_corpus_ranges_in_shuffled_order(make_config, num_blocks):
+@pytest.mark.parametrize(("num_blocks", "epochs"), [
+    (60, 64 / 60),  # the switch falls in the first pass: 16 rows of 3 blocks, its 12 others, 4 of the next pass
+    (20, 3.4),  # two passes of 6 rows (2 blocks left out of each), 4 rows + 8 blocks, 8 blocks of the fourth
+])
+def test_superposition_rows_are_contiguous_corpus_ranges_in_shuffled_order(make_config, num_blocks, epochs):
     """The paper's data sequence: a superposition row is L*s consecutive tokens of the corpus. Rows come
     in a shuffled order; a pass reads every block at most once, and the pass where the switch falls reads
     each exactly once, the recovery rows taking the blocks superposition left."""
@@ -155,6 +158,7 @@ def test_superposition_rows_are_contiguous_corpus_ranges_in_shuffled_order(make_
     for read in passes[:-1]:
         assert len(set(read)) == len(read) == num_blocks // s * s
     assert sorted(passes[-1]) == list(range(num_blocks))  # the switch's pass: every block exactly once
+    assert tst.state.epoch == pytest.approx(epochs)
 
 
 def test_batch_folding_and_contiguous_rows_false_draw_random_blocks(make_config):
