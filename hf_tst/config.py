@@ -1,6 +1,6 @@
 """`TSTConfig`: the `TrainingArguments` of a Token-Superposition Training run.
 
-TST (see TST.md) trains the first `round(tst_ratio * max_steps)` optimizer steps on bags of
+TST (the README's "TST in a few lines") trains the first `round(tst_ratio * max_steps)` optimizer steps on bags of
 `tst_bag_size` tokens (the superposition phase), and the rest as plain next-token prediction
 (the recovery phase). Everything else — optimizer, schedule, parallelism — is the ordinary
 `TrainingArguments`.

@@ -19,7 +19,7 @@ import yaml
 
 PAPER_TASKS = ["arc_easy", "arc_challenge", "boolq", "hellaswag", "mmlu", "openbookqa", "piqa", "winogrande"]
 OFFLINE_TASKS = ["pydocs_continuation", "pydocs_cloze", "pydocs_bpb"]
-HELD_OUT = Path(__file__).resolve().parents[1] / "recipes" / "data" / "python-docs" / "validation.jsonl.gz"
+HELD_OUT = Path(__file__).parent / "resources" / "python-docs-validation.jsonl.gz"  # the embedded held-out split
 CONTEXT_WORDS, ENDING_WORDS, PASSAGE_WORDS = 48, 16, 64
 
 

@@ -14,7 +14,7 @@ from transformers.utils import hub as transformers_hub
 
 from .switch import describe_switch, switch_figures
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "tst_model_card.md"
+TEMPLATE = Path(__file__).parent / "resources" / "tst_model_card.md"
 LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
 PHASE_SWITCH_REVISION = "tst-phase-switch"
