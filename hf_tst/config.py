@@ -111,7 +111,12 @@ class TSTConfig(TrainingArguments):
 
     @property
     def superposition_steps(self) -> int:
-        """Optimizer steps in the superposition phase: round(r * T), halves rounded up."""
-        if self.tst_ratio == 0 or self.max_steps <= 0:
-            return 0
-        return math.floor(self.tst_ratio * self.max_steps + 0.5)
+        """Optimizer steps in the superposition phase (see `superposition_steps`)."""
+        return superposition_steps(self.tst_ratio, self.max_steps)
+
+
+def superposition_steps(ratio: float, max_steps: int) -> int:
+    """Optimizer steps in the superposition phase of a run of `max_steps`: round(r * T), halves rounded up."""
+    if ratio == 0 or max_steps <= 0:
+        return 0
+    return math.floor(ratio * max_steps + 0.5)

@@ -19,7 +19,6 @@ budget is an empirical question, and the ladder answers it for one model and one
   budgets that bracket it.
 """
 
-import math
 
 from .compare import steps_to_reach
 
@@ -49,17 +48,9 @@ def speedup_at(frontier: dict[int, float], budget: int, tst_loss: float) -> dict
 
 def crossover_budget(speedups: list[tuple[int, float]]) -> float | None:
     """The budget at which the speedup first reaches 1.0, interpolated linearly in log budget;
-    the smallest budget if it is already there, None if no budget reaches it."""
-    previous = None
-    for budget, speedup in sorted(speedups):
-        if speedup >= 1.0:
-            if previous is None:
-                return float(budget)
-            budget0, speedup0 = previous
-            fraction = (1.0 - speedup0) / (speedup - speedup0)
-            return math.exp(math.log(budget0) + fraction * (math.log(budget) - math.log(budget0)))
-        previous = (budget, speedup)
-    return None
+    the smallest budget if it is already there, None if no budget reaches it. (The first point
+    of the curve of -speedup to fall to -1.)"""
+    return steps_to_reach([(budget, -speedup, 0) for budget, speedup in sorted(speedups)], -1.0, log_steps=True)
 
 
 def describe_crossover(speedups: list[tuple[int, float]]) -> str:
@@ -67,7 +58,7 @@ def describe_crossover(speedups: list[tuple[int, float]]) -> str:
     budgets = sorted(budget for budget, _ in speedups)
     if crossover is None:
         return f"not reached up to T_max = {budgets[-1]:,} steps"
-    if crossover == budgets[0] and dict(speedups)[budgets[0]] >= 1.0:
+    if crossover == budgets[0]:
         return f"reached at or below the smallest budget, {budgets[0]:,} steps"
     return f"{crossover:,.0f} steps (interpolated)"
 

@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train import ARGUMENT_CLASSES, parse_config, train_variant  # noqa: E402
 
 from hf_tst.compare import eval_curve, loss_at  # noqa: E402
+from hf_tst.config import superposition_steps  # noqa: E402
 from hf_tst.ladder import (  # noqa: E402
     branch_step,
     crossover_budget,
@@ -81,8 +82,9 @@ def train_once(train_argv: list[str], run_dir: str, start_from: str | None = Non
     train_variant(train_argv, run_dir, **overrides, **({"resume_from_checkpoint": resume} if resume else {}))
 
 
-def schedule(args, budget: int, decay: int) -> dict:
-    kwargs = {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": decay}
+def schedule(args, budget: int, decay: int, **wsd_kwargs) -> dict:
+    """Overrides for a run of `budget` steps that decays over the last `decay`: the config's WSD schedule."""
+    kwargs = {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": decay, **wsd_kwargs}
     return {"max_steps": budget, "lr_scheduler_kwargs": json.dumps(kwargs)}
 
 
@@ -104,11 +106,9 @@ def run_baseline(train_argv: list[str], args, budgets: list[int], ladder_dir: st
                                  f"{reached}, or start a new --ladder_dir.")
             # The stable phase outlasts the segment, so the learning rate saved at its end is the stable one that
             # the branch's decay starts from (a schedule ending at `start` would save its final value, 0).
-            stable = {**schedule(args, start, 0), "lr_scheduler_kwargs": json.dumps(
-                {**(args.lr_scheduler_kwargs or {}), "num_decay_steps": 0, "num_stable_steps": start})}
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Both num_training_steps and num_stable_steps")
-                train_variant(train_argv, stable_dir, tst_ratio=0, **stable,
+                train_variant(train_argv, stable_dir, tst_ratio=0, **schedule(args, start, 0, num_stable_steps=start),
                               **({"resume_from_checkpoint": "last"} if reached else {}))
         train_once(train_argv, branch_dir, start_from=checkpoint, tst_ratio=0,
                    **schedule(args, budget, decay_steps(budget, decay_fraction)))
@@ -155,11 +155,11 @@ def report(args, budgets: list[int], baseline_budgets: list[int], ladder_dir: st
     rows = []
     for budget in budgets:
         tst = run_summary(os.path.join(tst_dir(args, ladder_dir), f"T{budget}"))
-        switch_step = round(args.tst_ratio * budget + 1e-9)
+        switch_step = superposition_steps(args.tst_ratio, budget)
         rows.append({"budget": budget, "switch_step": switch_step,
                      "tst_eval_loss_at_switch": dict((step, loss) for step, loss, _ in tst["curve"]).get(switch_step),
                      "baseline_eval_loss_at_switch": loss_at(stable_curve, switch_step),
-                     "baseline_loss": frontier.get(budget, float("nan")), "tst_loss": tst["loss"],
+                     "baseline_loss": frontier[budget], "tst_loss": tst["loss"],
                      **speedup_at(frontier, budget, tst["loss"]), "tst_tokens": tst["tokens"],
                      "baseline_tokens_per_parameter": budget * tokens_per_step / parameters,
                      **{key: value for key, value in tst.items() if key.startswith("tst_")}})
