@@ -8,6 +8,8 @@ curve by linear interpolation, divided by TST's steps.
 
 import math
 
+from .extras import pyplot
+
 
 def eval_curve(log_history: list[dict]) -> list[tuple[int, float, int]]:
     """(step, eval loss, data tokens seen) at each evaluation, in step order."""
@@ -50,10 +52,7 @@ def equal_loss_speedup(baseline: list[tuple[int, float, int]], tst: list[tuple[i
 
 def plot_curves(runs: dict[str, list[tuple[int, float, int]]], path: str, switch_step: int | None = None) -> None:
     """Eval loss against steps and against data tokens, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the compare curves")
 
     figure, (by_step, by_tokens) = plt.subplots(1, 2, figsize=(11, 4))
     for name, curve in runs.items():

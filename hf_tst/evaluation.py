@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from .extras import require
+
 PAPER_TASKS = ["arc_easy", "arc_challenge", "boolq", "hellaswag", "mmlu", "openbookqa", "piqa", "winogrande"]
 OFFLINE_TASKS = ["pydocs_continuation", "pydocs_cloze", "pydocs_bpb"]
 HELD_OUT = Path(__file__).parent / "resources" / "python-docs-validation.jsonl.gz"  # the embedded held-out split
@@ -80,6 +82,7 @@ def evaluate(model, tokenizer=None, tasks: list[str] | None = None, task_dir: st
 
     Without `task_dir` the tasks are looked up in lm-eval's own registry (online); with it, only in
     that folder (the offline suite written by `write_offline_tasks`)."""
+    require("lm_eval", "eval", "downstream evaluation")
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager

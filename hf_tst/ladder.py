@@ -21,6 +21,7 @@ budget is an empirical question, and the ladder answers it for one model and one
 
 
 from .compare import steps_to_reach
+from .extras import pyplot
 
 
 def decay_steps(budget: int, decay_fraction: float) -> int:
@@ -88,10 +89,7 @@ def _pair(row: dict, first: str, second: str) -> str:
 
 def plot_ladder(rows: list[dict], frontier: dict[int, float], path: str, title: str) -> None:
     """Speedup against T and against baseline tokens per parameter, and the two loss frontiers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the ladder plot")
 
     figure, (by_steps, by_tokens, losses) = plt.subplots(1, 3, figsize=(15, 4))
     budgets = [row["budget"] for row in rows]

@@ -14,6 +14,17 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from hf_tst import TSTConfig, TSTTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def needs(module: str, extra: str):
+    """Skip a test (with the reason) when an optional dependency of `pip install 'hf_tst[extra]'` is missing."""
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"needs {module}: pip install 'hf_tst[{extra}]'")
+
+
+PLOTS = importlib.util.find_spec("matplotlib") is not None  # the card's loss curve is drawn only with the extra
+needs_eval, needs_plots = needs("lm_eval", "eval"), needs("matplotlib", "plots")
+needs_deepspeed, needs_peft = needs("deepspeed", "deepspeed"), needs("peft", "peft")
 # The main job's config, shrunk to seconds: a one-layer model on the small held-out file.
 TINY_SHRUNK = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/python-docs/validation.jsonl.gz",
                "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1",

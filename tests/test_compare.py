@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, load_recipe
+from conftest import TINY_SHRUNK, load_recipe, needs_eval, needs_plots
 
 from hf_tst.compare import equal_loss_speedup, loss_at, steps_to_reach
 
@@ -33,6 +33,8 @@ def test_speedup_says_when_the_baseline_never_gets_there():
 
 
 @pytest.mark.slow
+@needs_eval
+@needs_plots
 def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     result = load_recipe("compare").main([
@@ -51,6 +53,7 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@needs_plots
 def test_sweep_recipe_tabulates_a_grid_against_one_baseline(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     result = load_recipe("sweep").main([

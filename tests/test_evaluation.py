@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import yaml
-from conftest import load_recipe, tiny_llama
+from conftest import load_recipe, needs_eval, tiny_llama
 from transformers import AutoTokenizer
 
 from hf_tst.evaluation import OFFLINE_TASKS, held_out_passages, write_offline_tasks
@@ -27,6 +27,7 @@ def test_offline_suite_is_built_from_the_held_out_split(tmp_path):
         assert config["dataset_path"] == "json" and Path(config["dataset_kwargs"]["data_files"]["test"]).is_absolute()
 
 
+@needs_eval
 def test_evaluate_recipe_writes_results_for_the_offline_suite(tmp_path):
     checkpoint = tmp_path / "model"
     tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes" / "tokenizer")

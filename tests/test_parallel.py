@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_deepspeed
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = Path(__file__).with_name("run_parallel.py")
@@ -31,8 +32,8 @@ def single_process(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("launch_config, backend, zero_stage", [
     ("ddp.yaml", "DistributedType.MULTI_CPU", False),
-    ("zero2.yaml", "DistributedType.DEEPSPEED", 2),
-    ("zero3.yaml", "DistributedType.DEEPSPEED", 3),
+    pytest.param("zero2.yaml", "DistributedType.DEEPSPEED", 2, marks=needs_deepspeed),
+    pytest.param("zero3.yaml", "DistributedType.DEEPSPEED", 3, marks=needs_deepspeed),
 ])
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single_process, launch_config, backend,
                                                             zero_stage):

@@ -7,17 +7,18 @@ import sys
 import pytest
 import torch
 from conftest import packed_dataset, tiny_llama
-from peft import LoraConfig, get_peft_model
 
 from hf_tst import TSTTrainer
+
+peft = pytest.importorskip("peft", reason="needs peft: pip install 'hf_tst[peft]'")
 
 
 @pytest.mark.parametrize("train_embeddings", [False, True])
 def test_lora_trains_in_both_phases_and_loads_with_plain_peft(tmp_path, make_config, train_embeddings):
     tiny_llama().save_pretrained(tmp_path / "base")
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                       modules_to_save=["embed_tokens", "lm_head"] if train_embeddings else None)
-    model = get_peft_model(tiny_llama(), lora)
+    model = peft.get_peft_model(tiny_llama(), lora)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = TSTTrainer(model=model, train_dataset=packed_dataset(64, 16, 97),
                          args=make_config(max_steps=6, tst_ratio=0.5, tst_bag_size=4, learning_rate=1e-2))

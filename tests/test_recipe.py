@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import PLOTS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,5 +33,5 @@ def test_train_recipe_runs_both_phases_and_saves_a_plain_checkpoint(tmp_path, st
     phases = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "tst_phase" in line]
     assert any("superposition" in p for p in phases) and any("recovery" in p for p in phases)
     assert json.loads((out / "eval_results.json").read_text())["eval_loss"] > 0
-    card = (out / "README.md").read_text()  # the model card, with its loss curve beside it
-    assert "token-superposition-training" in card and (out / "loss_curve.png").exists()
+    card = (out / "README.md").read_text()  # the model card, with its loss curve beside it (the plots extra)
+    assert "token-superposition-training" in card and (out / "loss_curve.png").exists() == PLOTS
