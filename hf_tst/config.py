@@ -8,7 +8,7 @@ TST (the README's "TST in a few lines") trains the first `round(tst_ratio * max_
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
@@ -20,6 +20,30 @@ FOLDS = ("sequence", "batch")
 
 @dataclass
 class TSTConfig(TrainingArguments):
+    r"""`TrainingArguments` of a Token-Superposition Training run, for `TSTTrainer`.
+
+    Every `TrainingArguments` field works as documented there; these are added:
+
+    - `tst_bag_size` (`int`, default 6): tokens per bag s; 1 disables superposition.
+    - `tst_ratio` (`float`, default 0.3): fraction r of `max_steps` in the superposition phase;
+      0 trains a plain baseline with the same everything else.
+    - `tst_weighting` (default `"uniform"`): MCE weights of a bag's targets.
+    - `tst_superpose` (default `"full"`): which side is bagged; `"input"`/`"output"` are ablations.
+    - `tst_fold` (default `"sequence"`): how a superposition step spends a plain step's compute.
+    - `tst_contiguous_rows` (default `True`): a superposition row is s consecutive blocks.
+    - `tst_fused_lm_head` (default `True`): LM head and loss computed together, chunk by chunk.
+    - `tst_peak_tflops` (default `None`: looked up for known GPUs): a device's peak, for the logged MFU.
+    - `tst_allow_changed_settings` (default `False`): resume under other TST settings.
+
+    Defaults changed from `TrainingArguments`:
+
+    - `include_num_input_tokens_seen="non_padding"` (was `"no"`): the data tokens read, all s of a
+      bag counted, are the axis on which TST and its baseline differ.
+
+    `max_steps` must be set when `tst_ratio > 0`: the switch falls at step `round(r * max_steps)`.
+    The README's "TST in a few lines" describes the method.
+    """
+
     tst_bag_size: int = field(
         default=6,
         metadata={"help": "Tokens per bag (s). Each superposition step reads s times the data of a plain step. "
@@ -33,18 +57,21 @@ class TSTConfig(TrainingArguments):
     )
     tst_weighting: str = field(
         default="uniform",
-        metadata={"help": f"Weights of the s targets of a bag in the multi-hot cross-entropy: one of "
+        metadata={"choices": tuple(WEIGHTINGS),
+                  "help": f"Weights of the s targets of a bag in the multi-hot cross-entropy: one of "
                           f"{', '.join(WEIGHTINGS)}. Uniform was best at s=4, power_law for s>=8."},
     )
     tst_superpose: str = field(
         default="full",
-        metadata={"help": "Which side is superposed: 'full' (bagged input, next-bag target; the method), "
+        metadata={"choices": SUPERPOSE_MODES,
+                  "help": "Which side is superposed: 'full' (bagged input, next-bag target; the method), "
                           "'input' (bagged input, next-token target) or 'output' (plain input, next-bag target); "
                           "the last two are the paper's ablations."},
     )
     tst_fold: str = field(
         default="sequence",
-        metadata={"help": "How a superposition step spends a plain step's compute on s times the data: 'sequence' "
+        metadata={"choices": FOLDS,
+                  "help": "How a superposition step spends a plain step's compute on s times the data: 'sequence' "
                           "(the paper: rows of s*L tokens folded to L positions) or 'batch' (rows of L tokens folded "
                           "to L/s positions, s times as many rows per micro-batch: the same linear-layer FLOPs, "
                           "cheaper attention, and the same data order)."},
@@ -62,6 +89,13 @@ class TSTConfig(TrainingArguments):
                           "so the (positions x vocabulary) logits are never materialised; both phases. Used when the "
                           "model's logits are its nn.Linear head's output (soft-capping included) and parameters "
                           "are not sharded (FSDP, ZeRO-3); otherwise, or when False, the model's own logits are used."},
+    )
+    tst_peak_tflops: float | None = field(
+        default=None,
+        metadata={"help": "Peak dense bf16 TFLOP/s of one device, the denominator of the logged MFU (`tst_mfu`). "
+                          "Default: looked up for NVIDIA A100, H100, H200 and B200; elsewhere (CPU included) MFU is "
+                          "not logged unless this is set. The achieved TFLOP/s (`tst_tflops_per_device`) is always "
+                          "logged."},
     )
     tst_allow_changed_settings: bool = field(
         default=False,
@@ -93,6 +127,9 @@ class TSTConfig(TrainingArguments):
                              f"choose one of {', '.join(SUPERPOSE_MODES)}.")
         if self.tst_fold not in FOLDS:
             raise ValueError(f"tst_fold={self.tst_fold!r} is unknown; choose one of {', '.join(FOLDS)}.")
+        if self.tst_peak_tflops is not None and not self.tst_peak_tflops > 0:
+            raise ValueError(f"tst_peak_tflops must be > 0, got {self.tst_peak_tflops!r}; pass the device's peak "
+                             "dense bf16 TFLOP/s (e.g. 989 for an H100) or leave it unset.")
         if self.tst_fold == "batch" and self.tst_superpose == "output":
             raise ValueError("tst_fold='batch' folds the input, but tst_superpose='output' leaves it unbagged; use "
                              "tst_fold='sequence' with the output-only ablation.")
@@ -108,6 +145,15 @@ class TSTConfig(TrainingArguments):
         if self.tst_ratio == 1.0:
             warnings.warn("tst_ratio=1 leaves no recovery phase: the model is never trained on single tokens "
                           "and will not generate sensibly (the paper found r=1 unusable).", stacklevel=3)
+
+    @classmethod
+    def from_training_arguments(cls, args: TrainingArguments, **tst_fields) -> "TSTConfig":
+        """A `TSTConfig` with every `TrainingArguments` field of `args`, the given `tst_*` fields and
+        the TST defaults for the rest (data-token tracking switched on when `args` had it off)."""
+        values = {f.name: getattr(args, f.name) for f in fields(TrainingArguments) if f.init}
+        if values["include_num_input_tokens_seen"] in ("no", False):
+            values["include_num_input_tokens_seen"] = "non_padding"
+        return cls(**values, **tst_fields)
 
     @property
     def superposition_steps(self) -> int:

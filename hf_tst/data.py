@@ -12,17 +12,21 @@ epochs, so no block is read twice within an epoch.
 Contract: pack the corpus in order (as `pack_text_dataset` and transformers' `run_clm` do) and
 let `TSTTrainer` shuffle; a dataset shuffled before packing or before training has no
 contiguous runs of blocks left to find.
+
+`load_text` and `pack_text_dataset` make such a dataset from local files or Hub datasets.
 """
 
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import datasets
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from .arguments import DataArguments
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
 
 
@@ -217,6 +221,31 @@ class TSTDataCollator:
             targets = next_bag_targets(labels, bag_size)
             batch["bag_labels"] = targets[..., :1] if self.superpose == "input" else targets
         return batch
+
+
+def load_text(data: DataArguments) -> tuple:
+    """(train, held-out) text datasets: local JSON lines files, or one or more Hub datasets mixed by
+    `datasets.interleave_datasets` with `dataset_probabilities` (default: equal), streamed or not."""
+    if not data.dataset_name:
+        raw = datasets.load_dataset("json", data_files={"train": data.train_files,
+                                                        "validation": data.validation_files}, streaming=data.streaming)
+        return raw["train"], raw["validation"]
+    names = data.dataset_name.split(",")
+    configs = (data.dataset_config_name or "").split(",") + [""] * len(names)
+
+    def mixed(split: str):
+        parts = [datasets.load_dataset(name, config or None, split=split, streaming=data.streaming)
+                 .select_columns([data.text_column]) for name, config in zip(names, configs, strict=False)]
+        if len(parts) == 1:
+            return parts[0]
+        probabilities = data.dataset_probabilities and [float(p) for p in data.dataset_probabilities.split(",")]
+        return datasets.interleave_datasets(parts, probabilities=probabilities, seed=0,
+                                            stopping_strategy="all_exhausted")
+
+    if data.held_out_documents:
+        train = mixed("train")
+        return train.skip(data.held_out_documents), train.take(data.held_out_documents)
+    return mixed("train"), mixed(data.validation_split)
 
 
 def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text"):

@@ -1,6 +1,6 @@
 """Publishing TST checkpoints: a Hub-valid model card (the run's TST settings, per-phase steps and
-data tokens, the equal-FLOPs context, the eval table, a loss-curve image), and the push of the
-checkpoint taken at the phase switch to a revision of its own.
+data tokens, the equal-FLOPs context, the eval table, a loss-curve image), the push of the
+checkpoint taken at the phase switch to a revision of its own, and the upload of a finished run.
 
 Hub calls go through transformers' shared client (`transformers.utils.hub.hf_api()`), the one
 `Trainer.push_to_hub` uses, so a single substitution intercepts every upload in tests."""
@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import hub as transformers_hub
 
+from .extras import pyplot
 from .switch import describe_switch, switch_figures
 
 TEMPLATE = Path(__file__).parent / "resources" / "tst_model_card.md"
@@ -19,6 +21,19 @@ LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
 PHASE_SWITCH_REVISION = "tst-phase-switch"
 TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "rng_state*", "_*"]  # kept local: not part of the model
+
+
+def push_output_dir(output_dir: str, repo_id: str, revision: str | None = None, private: bool = False,
+                    token: str | None = None):
+    """Upload a finished run's `output_dir` (model, tokenizer, card, loss curve) to `repo_id`, on
+    `revision` when given (the branch is created if missing); checkpoints and training state stay local."""
+    client = transformers_hub.hf_api()
+    repo_id = client.create_repo(repo_id, private=private, exist_ok=True, token=token).repo_id
+    if revision:
+        client.create_branch(repo_id=repo_id, branch=revision, exist_ok=True, token=token)
+    return client.upload_folder(repo_id=repo_id, folder_path=output_dir, revision=revision, token=token,
+                                commit_message="Upload TST model",
+                                ignore_patterns=[*TRAINING_STATE_FILES, f"{PREFIX_CHECKPOINT_DIR}-*"])
 
 
 def push_phase_switch_checkpoint(repo_id: str, checkpoint_folder: str, step: int, token: str | None = None):
@@ -41,10 +56,7 @@ def phase_tokens(log_history: list[dict], superposition_steps: int) -> tuple[int
 
 
 def plot_loss_curves(log_history: list[dict], superposition_steps: int, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the model card's loss curve")
 
     figure, axis = plt.subplots(figsize=(7, 4))
     for key, label in (("loss", "training loss"), ("eval_loss", "held-out next-token loss")):
@@ -62,14 +74,19 @@ def plot_loss_curves(log_history: list[dict], superposition_steps: int, path: st
 
 def write_model_card(output_dir: str, args, log_history: list[dict], architecture: str, model_name: str | None = None,
                      dataset: str | None = None, license: str = "apache-2.0") -> ModelCard:
-    """Render the model card into `output_dir/README.md` (and its loss curve beside it)."""
+    """Render the model card into `output_dir/README.md`, and its loss curve beside it when matplotlib
+    (the `plots` extra) is installed; without it the card says that the curve was not drawn."""
     model_name = model_name or os.path.basename(os.path.normpath(output_dir))
     eval_loss = next((log["eval_loss"] for log in reversed(log_history) if "eval_loss" in log), None)
     steps = max((log.get("step", 0) for log in log_history), default=0)
     superposition_steps = min(args.superposition_steps, steps)
     superposition_tokens, recovery_tokens = phase_tokens(log_history, superposition_steps)
     plain_tokens_per_step = recovery_tokens / (steps - superposition_steps) if steps > superposition_steps else None
-    plot_loss_curves(log_history, superposition_steps, os.path.join(output_dir, LOSS_CURVE))
+    try:
+        plot_loss_curves(log_history, superposition_steps, os.path.join(output_dir, LOSS_CURVE))
+        loss_curve = LOSS_CURVE
+    except ImportError:  # matplotlib is an extra: the card is written without the curve, and says so
+        loss_curve = None
 
     card_data = ModelCardData(
         license=license, library_name="transformers", pipeline_tag="text-generation", tags=TAGS,
@@ -87,7 +104,7 @@ def write_model_card(output_dir: str, args, log_history: list[dict], architectur
         baseline_tokens=f"{round(plain_tokens_per_step * steps):,}" if plain_tokens_per_step else "n/a",
         bag_size=args.tst_bag_size, ratio=args.tst_ratio, weighting=args.tst_weighting, superpose=args.tst_superpose,
         max_steps=args.max_steps, learning_rate=args.learning_rate, scheduler=str(args.lr_scheduler_type.value),
-        eval_rows=eval_rows, loss_curve=LOSS_CURVE,
+        eval_rows=eval_rows, loss_curve=loss_curve,
         switch=describe_switch(switch_figures(log_history), superposition_steps) if superposition_steps else "")
     card.save(os.path.join(output_dir, "README.md"))
     return card

@@ -8,9 +8,11 @@ the model as it is: an ordinary causal-LM checkpoint.
 
 import contextlib
 import os
+from collections.abc import Callable
 
-from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -24,30 +26,58 @@ from .loss import multi_hot_cross_entropy, valid_target_weights
 from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
 from .switch import SwitchWatch
+from .throughput import ThroughputMeter, peak_tflops
 
 logger = logging.get_logger(__name__)
 
 
 class TSTTrainer(Trainer):
-    """Drop-in `Trainer` for Token-Superposition Training. Takes `args=TSTConfig(...)`, the
-    `train_dataset` of a plain pre-training run (items with `input_ids`), and no `data_collator`."""
+    """Drop-in `Trainer` for Token-Superposition Training.
 
-    def __init__(self, model=None, args: TSTConfig | None = None, data_collator=None, **kwargs):
-        args = TSTConfig(output_dir="tmp_trainer") if args is None else args
-        processing_class = kwargs.get("processing_class")
-        _check_before_training(model, args, kwargs.get("train_dataset"), processing_class)
+    Takes the arguments of `transformers.Trainer`, with three differences:
+
+    - `args` is a `TSTConfig`. A plain `TrainingArguments` is converted (`TSTConfig.from_training_arguments`)
+      with the TST defaults, and a warning says so; pass a `TSTConfig` to choose the `tst_*` fields.
+    - `train_dataset` is that of a plain pre-training run (items with `input_ids`), and `data_collator`
+      stays unset: each phase builds its own batches.
+    - `compute_loss_func` is refused: the loss is TST's (multi-hot cross-entropy, then next-token).
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | nn.Module | None = None,
+        args: TSTConfig | TrainingArguments | None = None,
+        data_collator: TSTDataCollator | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class=None,
+        model_init: Callable[..., PreTrainedModel] | None = None,
+        compute_loss_func: Callable | None = None,
+        compute_metrics: Callable | None = None,
+        callbacks: list[TrainerCallback] | None = None,
+        optimizers: tuple = (None, None),
+        optimizer_cls_and_kwargs: tuple | None = None,
+        preprocess_logits_for_metrics: Callable | None = None,
+    ):
+        args = _as_tst_config(args)
+        _check_before_training(model, args, train_dataset, processing_class, compute_loss_func)
         if data_collator is None:
             data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, processing_class),
                                             superpose=args.tst_superpose, vocab_size=_vocab_size(model))
         if not isinstance(data_collator, TSTDataCollator):
             raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
                             "builds each phase's batches itself. Leave data_collator unset.")
-        super().__init__(model=model, args=args, data_collator=data_collator, **kwargs)
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, model_init=model_init,
+                         compute_metrics=compute_metrics, callbacks=callbacks, optimizers=optimizers,
+                         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+                         preprocess_logits_for_metrics=preprocess_logits_for_metrics)
         self.add_callback(PhaseSwitchCallback(self.run_settings()))
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
         self._switch_watch = None  # the recovery steps' losses after the switch, made by train()
+        self._throughput = None  # FLOPs and data tokens per logging window, made by train()
 
     def run_settings(self) -> dict:
         """The settings that place the phase switch and the data position; checkpoints record them.
@@ -61,14 +91,21 @@ class TSTTrainer(Trainer):
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train`, refusing before any compute to resume from an incomplete checkpoint or
-        from one written with other TST settings, and leaving the model card in `output_dir`."""
+        from one written with other TST settings, and leaving the model card in `output_dir` (a card
+        that cannot be written is a warning: it never costs a finished run)."""
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
+        self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device))
         output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
-        self.create_model_card()
+        try:
+            self.create_model_card()
+        except Exception as error:  # noqa: BLE001 - the trained model is worth more than its card
+            logger.warning(f"TSTTrainer: training finished, but the model card could not be written to "
+                           f"{self.args.output_dir} ({type(error).__name__}: {error}); the model is intact: "
+                           "save it with trainer.save_model(), then call trainer.create_model_card() again.")
         return output
 
     # ---- data ----
@@ -109,8 +146,19 @@ class TSTTrainer(Trainer):
 
     # ---- loss ----
 
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device):
+        """`Trainer.get_batch_samples`; the first optimizer step after a log opens the throughput window."""
+        if self._throughput is not None:
+            self._throughput.begin_step(self.state.num_input_tokens_seen)
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """`Trainer.training_step`; from the switch until recovery, its loss also goes to the switch watch."""
+        """`Trainer.training_step`; its model FLOPs go to the throughput meter and, from the switch until
+        recovery, its loss to the switch watch."""
+        if self._throughput is not None:
+            rows, length = inputs["input_ids"].shape
+            superposed = "bag_labels" in inputs and self.args.tst_superpose != "output"
+            self._throughput.add_micro_batch(rows, length // self.args.tst_bag_size if superposed else length)
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self._switch_watch is not None and self._switch_watch.watches(self.state.global_step):
             self._switch_watch.add_micro_batch(loss)
@@ -219,16 +267,23 @@ class TSTTrainer(Trainer):
     # ---- logging ----
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Training logs also say which phase the logged steps ran in, name the MCE loss and carry the
-        switch figures (`hf_tst.switch`) once measured. `epoch` counts passes over the data (Trainer,
-        which sees an endless stream, would count steps)."""
+        """Training logs also carry numbers that trackers plot: `tst_bag_size` (s in superposition, 1 in
+        recovery and in plain runs), `mce_loss` (the superposition phase's loss), the throughput figures
+        of `hf_tst.throughput` (`tst_data_tokens_per_second`, `tst_tflops_per_device`, `tst_mfu`) and the
+        switch figures of `hf_tst.switch` once measured; and `tst_phase`, a string for the console.
+        `epoch` counts passes over the data (Trainer, which sees an endless stream, would count steps)."""
         if self._block_stream is not None and self._block_stream.is_map_style:
             self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
-        if "loss" in logs and self.args.superposition_steps > 0:
+        if "loss" in logs:
             in_superposition = self.state.global_step <= self.args.superposition_steps
-            logs["tst_phase"] = "superposition" if in_superposition else "recovery"
+            logs["tst_bag_size"] = self.args.tst_bag_size if in_superposition else 1
+            if self.args.superposition_steps > 0:
+                logs["tst_phase"] = "superposition" if in_superposition else "recovery"
             if in_superposition:
                 logs["mce_loss"] = logs["loss"]
+            if self._throughput is not None:
+                tracked = self.args.include_num_input_tokens_seen not in ("no", False)
+                logs.update(self._throughput.end_window(self.state.num_input_tokens_seen if tracked else None))
         if self._switch_watch is not None:
             logs.update(self._switch_watch.pop_unlogged())
         super().log(logs, start_time)
@@ -253,12 +308,31 @@ class PhaseSwitchCallback(TrainerCallback, ExportableState):
         return control
 
 
-def _check_before_training(model, args, train_dataset, processing_class) -> None:
+def _as_tst_config(args: TSTConfig | TrainingArguments | None) -> TSTConfig:
+    """`args` as a `TSTConfig`: unset gives the defaults, a plain `TrainingArguments` is converted."""
+    if args is None:
+        return TSTConfig(output_dir="tmp_trainer")
+    if isinstance(args, TSTConfig):
+        return args
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(f"args must be a TSTConfig, got {type(args).__name__}; build it like TrainingArguments: "
+                        "TSTConfig(output_dir=..., max_steps=..., tst_bag_size=6, tst_ratio=0.3).")
+    converted = TSTConfig.from_training_arguments(args)
+    logger.warning(f"TSTTrainer: args is a plain {type(args).__name__}, converted to TSTConfig with the TST defaults "
+                   f"tst_bag_size={converted.tst_bag_size}, tst_ratio={converted.tst_ratio} (superposition for the "
+                   f"first {converted.superposition_steps} of {converted.max_steps} steps) and "
+                   f"include_num_input_tokens_seen={converted.include_num_input_tokens_seen!r}; pass "
+                   "args=TSTConfig(...) to choose them.")
+    return converted
+
+
+def _check_before_training(model, args: TSTConfig, train_dataset, processing_class, compute_loss_func) -> None:
     """Refuse, before any compute, inputs that TST cannot train on, naming the parameter and the fix."""
-    if not isinstance(args, TSTConfig):
-        raise TypeError(f"TSTTrainer needs args=TSTConfig(...), got {type(args).__name__}; TSTConfig takes every "
-                        "TrainingArguments field plus the tst_* fields.")
-    if args.superposition_steps and args.tst_superpose != "output":
+    if compute_loss_func is not None:
+        raise ValueError("compute_loss_func is not supported: TSTTrainer's loss is TST's own (multi-hot "
+                         "cross-entropy in superposition, next-token cross-entropy in recovery); leave it unset, "
+                         "or subclass TSTTrainer and override compute_loss.")
+    if model is not None and args.superposition_steps and args.tst_superpose != "output":
         check_superposable(model)
     vocab_size, tokens = _vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None
     if vocab_size is not None and tokens is not None and tokens > vocab_size:

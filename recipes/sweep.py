@@ -1,77 +1,12 @@
 """An (s, r) grid of TST runs against one baseline, like the paper's Table 4: final eval loss of each.
 
-    python recipes/sweep.py --config recipes/configs/tiny.yaml --bag_sizes 2,4,6,8 --ratios 0.2,0.3,0.4 \\
-        [--sweep_dir outputs/sweep] [--field value ...]
+    python recipes/sweep.py --config recipes/configs/tiny.yaml --bag_sizes 2,4,6,8 --ratios 0.2,0.3,0.4
 
-Writes SWEEP_DIR/sweep.md (the table, with each cell's difference from the baseline), sweep.json and
-heatmap.png. Every run shares the config and the number of steps, so all are equal-FLOPs.
+The same as `hf-tst sweep`: the script is `hf_tst.scripts.sweep`, whose docstring and `--help`
+(every flag, with its help) say the rest.
 """
 
-import argparse
-import json
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train import train_variant  # noqa: E402
-
-
-def run(train_argv: list[str], output_dir: str, **overrides) -> float:
-    return train_variant(train_argv, output_dir, **overrides)["eval_loss"]
-
-
-def table(losses: dict[tuple[int, float], float], baseline: float, bag_sizes: list[int], ratios: list[float]) -> str:
-    lines = [f"Final eval loss; baseline (tst_ratio 0): **{baseline:.4f}**. Lower is better; "
-             "in brackets, the difference from the baseline.", "",
-             "| s \\ r | " + " | ".join(f"{r:g}" for r in ratios) + " |", "|---" * (len(ratios) + 1) + "|"]
-    for s in bag_sizes:
-        cells = [f"{losses[s, r]:.4f} ({losses[s, r] - baseline:+.4f})" for r in ratios]
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_heatmap(losses, baseline: float, bag_sizes: list[int], ratios: list[float], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    grid = [[losses[s, r] for r in ratios] for s in bag_sizes]
-    figure, axis = plt.subplots(figsize=(1.6 * len(ratios) + 2, 0.8 * len(bag_sizes) + 1.5))
-    image = axis.imshow(grid, cmap="viridis_r", aspect="auto")
-    for i, row in enumerate(grid):
-        for j, value in enumerate(row):
-            axis.text(j, i, f"{value:.3f}", ha="center", va="center", color="white")
-    axis.set(xticks=range(len(ratios)), xticklabels=[f"{r:g}" for r in ratios], xlabel="r (tst_ratio)",
-             yticks=range(len(bag_sizes)), yticklabels=bag_sizes, ylabel="s (tst_bag_size)",
-             title=f"final eval loss (baseline {baseline:.3f})")
-    figure.colorbar(image)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--bag_sizes", default="2,4,6,8")
-    parser.add_argument("--ratios", default="0.2,0.3,0.4")
-    parser.add_argument("--sweep_dir", default="outputs/sweep")
-    own, train_argv = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    bag_sizes = [int(s) for s in own.bag_sizes.split(",")]
-    ratios = [float(r) for r in own.ratios.split(",")]
-    baseline = run(train_argv, os.path.join(own.sweep_dir, "baseline"), tst_ratio=0)
-    losses = {(s, r): run(train_argv, os.path.join(own.sweep_dir, f"s{s}-r{r:g}"), tst_bag_size=s, tst_ratio=r)
-              for s in bag_sizes for r in ratios}
-    text = table(losses, baseline, bag_sizes, ratios)
-    with open(os.path.join(own.sweep_dir, "sweep.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(own.sweep_dir, "sweep.json"), "w") as f:
-        json.dump({"baseline": baseline, "runs": [{"s": s, "r": r, "eval_loss": loss}
-                                                  for (s, r), loss in losses.items()]}, f, indent=2)
-    plot_heatmap(losses, baseline, bag_sizes, ratios, os.path.join(own.sweep_dir, "heatmap.png"))
-    print(text)
-    return {"baseline": baseline, "losses": losses}
-
+from hf_tst.scripts.sweep import main
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@ from conftest import tiny_llama
 from transformers import TrainingArguments, default_data_collator
 
 from hf_tst import TSTConfig, TSTTrainer
-from hf_tst.cli import parse_config
+from hf_tst.parser import TSTParser
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -39,23 +39,38 @@ def test_ratio_one_warns_that_the_model_will_not_generate(tmp_path):
         TSTConfig(output_dir=str(tmp_path), tst_ratio=1.0, max_steps=10)
 
 
-def test_trainer_refuses_plain_arguments_and_foreign_collators(tmp_path):
-    with pytest.raises(TypeError, match=r"args=TSTConfig"):
-        TSTTrainer(model=tiny_llama(), args=TrainingArguments(output_dir=str(tmp_path)))
+def test_trainer_refuses_foreign_collators(tmp_path):
     with pytest.raises(TypeError, match="Leave data_collator unset"):
         TSTTrainer(model=tiny_llama(), args=TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=True),
                    data_collator=default_data_collator)
+
+
+def test_plain_training_arguments_are_converted_with_the_tst_defaults_and_a_warning(tmp_path, caplog):
+    fields = dict(output_dir=str(tmp_path), max_steps=10, learning_rate=3e-3, lr_scheduler_type="cosine",
+                  per_device_train_batch_size=4, use_cpu=True, report_to="none")
+    with caplog.at_level("WARNING", logger="hf_tst.trainer"):
+        trainer = TSTTrainer(model=tiny_llama(), args=TrainingArguments(**fields))
+    assert trainer.args.to_dict() == TSTConfig(**fields).to_dict()
+    assert "converted to TSTConfig with the TST defaults tst_bag_size=6, tst_ratio=0.3" in caplog.text
+    with pytest.raises(ValueError, match="tst_ratio=0.3 needs a known number of steps.*pass max_steps"):
+        TSTTrainer(model=tiny_llama(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+
+
+def test_a_custom_loss_function_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="compute_loss_func is not supported.*override compute_loss"):
+        TSTTrainer(model=tiny_llama(), args=TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=True),
+                   compute_loss_func=lambda outputs, labels, num_items_in_batch: outputs.loss)
 
 
 def test_yaml_config_with_command_line_overrides(tmp_path):
     config_file = tmp_path / "run.yaml"
     config_file.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "max_steps": 100, "tst_bag_size": 4,
                                            "learning_rate": 1e-3}))
-    (args,) = parse_config((TSTConfig,), ["--config", str(config_file), "--tst_bag_size", "8"])
+    (args,) = TSTParser((TSTConfig,)).parse_args_and_config(["--config", str(config_file), "--tst_bag_size", "8"])
     assert (args.max_steps, args.tst_bag_size, args.learning_rate, args.superposition_steps) == (100, 8, 1e-3, 30)
     config_file.write_text(yaml.safe_dump({"output_dir": str(tmp_path), "tst_bagsize": 4}))
     with pytest.raises(ValueError, match="unknown field.*tst_bagsize"):
-        parse_config((TSTConfig,), ["--config", str(config_file)])
+        TSTParser((TSTConfig,)).parse_args_and_config(["--config", str(config_file)])
 
 
 def test_untokenised_train_dataset_is_refused_before_training(tmp_path):
@@ -70,5 +85,5 @@ def test_yaml_base_chain_is_inherited_and_overridden(tmp_path):
                                                           "learning_rate": 1e-3}))
     (tmp_path / "tst.yaml").write_text(yaml.safe_dump({"base": "common.yaml", "tst_bag_size": 4, "max_steps": 50}))
     (tmp_path / "baseline.yaml").write_text(yaml.safe_dump({"base": "tst.yaml", "tst_ratio": 0.0}))
-    (args,) = parse_config((TSTConfig,), ["--config", str(tmp_path / "baseline.yaml")])
+    (args,) = TSTParser((TSTConfig,)).parse_args_and_config(["--config", str(tmp_path / "baseline.yaml")])
     assert (args.max_steps, args.learning_rate, args.tst_bag_size, args.tst_ratio) == (50, 1e-3, 4, 0.0)

@@ -1,15 +1,18 @@
 """The budget ladder: speedups and the crossover against hand-computed interpolations, branched baseline
 decays against independent runs of their budgets, and recipes/ladder.py end to end (shrunk), resumed."""
 
+import functools
 import json
 import math
 import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, load_recipe
+from conftest import TINY_SHRUNK, needs_plots
 
 from hf_tst.ladder import branch_step, crossover_budget, decay_steps, describe_crossover, speedup_at
+from hf_tst.pretraining import train_variant
+from hf_tst.scripts import ladder
 
 REPO = Path(__file__).resolve().parents[1]
 FRONTIER = {500: 5.0, 1000: 4.6, 2000: 4.3, 4000: 4.1}
@@ -57,13 +60,14 @@ def test_branched_decay_equals_an_independent_run_of_that_budget(tmp_path, monke
     decays from there, the stable run goes on to 12 and the 16-step branch decays from there. Each
     branch's per-step losses are those of a run of its budget from scratch."""
     monkeypatch.chdir(REPO)
-    ladder = load_recipe("ladder")
-    args = ladder.parse_config(ladder.ARGUMENT_CLASSES, LADDER_SHRUNK)[-1]
-    ladder.run_baseline(LADDER_SHRUNK, args, [8, 16], str(tmp_path / "ladder"), decay_fraction=0.25)
+    parser = ladder.make_parser()
+    args = parser.parse_args_and_config(LADDER_SHRUNK)[-1]
+    ladder.run_baseline(functools.partial(train_variant, parser, LADDER_SHRUNK), args, [8, 16],
+                        str(tmp_path / "ladder"), decay_fraction=0.25)
     for budget in (8, 16):
         independent = tmp_path / f"independent-{budget}"
-        ladder.train_variant(LADDER_SHRUNK, str(independent), tst_ratio=0,
-                             **ladder.schedule(args, budget, decay_steps(budget, 0.25)))
+        train_variant(parser, LADDER_SHRUNK, str(independent), tst_ratio=0,
+                      **ladder.schedule(args, budget, decay_steps(budget, 0.25)))
         branched = step_losses(tmp_path / "ladder" / "baseline" / f"T{budget}")
         assert [step for step, _ in branched] == list(range(1, budget + 1))
         assert branched == step_losses(independent)
@@ -71,9 +75,9 @@ def test_branched_decay_equals_an_independent_run_of_that_budget(tmp_path, monke
 
 
 @pytest.mark.slow
+@needs_plots
 def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    ladder = load_recipe("ladder")
     argv = [*LADDER_SHRUNK, "--budgets", "8,12", "--baseline_budgets", "16", "--ladder_dir", str(tmp_path)]
     assert ladder.main([*argv, "--runs", "tst"]) is None  # the baseline is still to run: no report yet
     result = ladder.main([*argv, "--runs", "baseline"])
@@ -97,7 +101,7 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
     (killed / "eval_results.json").unlink()
     calls = []
 
-    def train_variant(argv, output_dir, **overrides):  # records the call and finishes the run
+    def train_variant(parser, argv, output_dir, **overrides):  # records the call and finishes the run
         calls.append((output_dir, overrides))
         (killed / "eval_results.json").write_text(json.dumps({"eval_loss": result["rows"][1]["tst_loss"]}))
 
@@ -109,10 +113,11 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
 def test_a_baseline_budget_behind_the_stable_run_is_refused(tmp_path, monkeypatch):
     """A budget added after the stable run went past its branch step cannot be branched any more."""
     monkeypatch.chdir(REPO)
-    ladder = load_recipe("ladder")
     checkpoint = tmp_path / "baseline" / "stable" / "checkpoint-50"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text("{}")
-    args = ladder.parse_config(ladder.ARGUMENT_CLASSES, LADDER_SHRUNK)[-1]
+    parser = ladder.make_parser()
+    args = parser.parse_args_and_config(LADDER_SHRUNK)[-1]
     with pytest.raises(ValueError, match=r"budget 40 branches at step 36, but the stable run .* \(step 50\)"):
-        ladder.run_baseline(LADDER_SHRUNK, args, [40], str(tmp_path), decay_fraction=0.1)
+        ladder.run_baseline(functools.partial(train_variant, parser, LADDER_SHRUNK), args, [40], str(tmp_path),
+                            decay_fraction=0.1)

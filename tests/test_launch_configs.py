@@ -10,7 +10,8 @@ from pathlib import Path
 
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import launch_command_parser
-from conftest import load_recipe
+
+from hf_tst.scripts import train as train_script
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_CONFIGS = {"ddp.yaml": "MULTI_GPU", "zero2.yaml": "DEEPSPEED", "zero3.yaml": "DEEPSPEED",
@@ -56,12 +57,11 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
         assert (launch.main_process_ip, launch.main_process_port) == ("gpu-node-a", 29500)
         assert launch.config_file == "recipes/accelerate/multinode.yaml"
         assert launch.training_script == "recipes/train.py"
-        recipe = load_recipe("train")
         cwd = os.getcwd()
         os.chdir(REPO)
         try:
-            model_args, data_args, _, tst_config = recipe.parse_config(
-                recipe.ARGUMENT_CLASSES, launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
+            model_args, data_args, _, tst_config = train_script.make_parser().parse_args_and_config(
+                launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
         finally:
             os.chdir(cwd)
     assert tst_config.tst_bag_size == 8 and tst_config.max_steps == 300  # the override over the YAML

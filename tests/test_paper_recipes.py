@@ -8,6 +8,8 @@ import pytest
 from conftest import load_recipe
 from transformers import AutoConfig
 
+from hf_tst.scripts import train as train_script
+
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "recipes" / "configs" / "paper"
 CORPUS = REPO / "recipes" / "data" / "python-docs" / "validation.jsonl.gz"
@@ -28,9 +30,8 @@ def test_every_paper_config_is_covered():
 @pytest.mark.parametrize("config", CONFIGS)
 def test_paper_config_has_the_papers_settings(config, monkeypatch):
     monkeypatch.chdir(REPO)
-    recipe = load_recipe("train")
     argv = ["--config", str(PAPER / f"{config}.yaml"), "--use_cpu", "true"]  # bf16 needs a GPU or use_cpu
-    model_args, data_args, _, args = recipe.parse_config(recipe.ARGUMENT_CLASSES, argv)
+    model_args, data_args, _, args = train_script.make_parser().parse_args_and_config(argv)
     model, s, r, weighting, lr, steps = EXPECTED[config.rsplit("-", 1)[0]]
     baseline = config.endswith("baseline")
     assert model_args.model_config == f"recipes/models/{model}"

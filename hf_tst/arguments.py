@@ -1,0 +1,68 @@
+"""The argument dataclasses of a pre-training run, besides `TSTConfig`: which model, which data, and
+what the run prints at the end. `hf-tst train`, the recipes and the comparisons parse
+`TRAINING_ARGUMENTS` with `TSTParser`, so a config file serves all of them."""
+
+from dataclasses import dataclass, field
+
+from .config import TSTConfig
+from .extras import require
+
+
+@dataclass
+class ModelArguments:
+    model_config: str | None = field(
+        default=None, metadata={"help": "Config (local folder or Hub id) of a model to train from scratch."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated config overrides, e.g. 'hidden_size=256,num_hidden_layers=8'."},
+    )
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained model (local folder or Hub id) to continue pre-training instead."})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank for parameter-efficient continued pre-training on "
+                                                     "all linear layers (needs the `peft` extra); 0 trains every "
+                                                     "parameter."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator."})
+    lora_train_embeddings: bool = field(
+        default=False, metadata={"help": "With LoRA, also fully train the input embeddings and the LM head."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer (local folder or Hub id); defaults to the model's."})
+
+    def __post_init__(self):
+        if not (self.model_config or self.model_name_or_path):
+            raise ValueError("Pass --model_config (to train from scratch) or --model_name_or_path.")
+        if self.lora_r > 0:
+            require("peft", "peft", f"lora_r={self.lora_r}")
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, or comma-separated ids to mix; overrides the local files."})
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration of the Hub dataset (comma-separated, one per dataset)."})
+    dataset_probabilities: str | None = field(
+        default=None, metadata={"help": "Comma-separated sampling probabilities of mixed datasets (default: equal)."})
+    train_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training text."})
+    validation_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out text."})
+    validation_split: str = field(default="validation", metadata={"help": "Held-out split of the Hub dataset."})
+    held_out_documents: int = field(
+        default=0, metadata={"help": "Hold out the first N training documents for evaluation instead of reading "
+                                     "validation_split (for datasets with a train split only)."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    block_size: int = field(default=128, metadata={"help": "Model sequence length L: tokens per packed block."})
+    streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it."})
+    max_eval_blocks: int = field(default=256, metadata={"help": "Held-out blocks used for evaluation."})
+
+    def __post_init__(self):
+        if not self.dataset_name and not (self.train_files and self.validation_files):
+            raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
+
+
+@dataclass
+class ScriptArguments:
+    closing_note: str | None = field(
+        default=None, metadata={"help": "A line printed after the final eval loss: what is known about this setting "
+                                        "(the tiny config says what the budget-ladder study found at its scale)."})
+
+
+TRAINING_ARGUMENTS = (ModelArguments, DataArguments, ScriptArguments, TSTConfig)

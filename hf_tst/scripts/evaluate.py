@@ -1,0 +1,50 @@
+"""Evaluate a checkpoint 0-shot with the EleutherAI harness (lm-eval): results.json and results.md.
+
+    hf-tst evaluate outputs/tiny-tst                        # offline suite from the embedded corpus
+    hf-tst evaluate outputs/tiny-tst --tasks paper          # the paper's tasks (needs the Hub)
+    hf-tst evaluate outputs/tiny-tst --tasks arc_easy,piqa --limit 100
+
+Needs the `eval` extra. In-process, right after training:
+`hf_tst.evaluation.evaluate(trainer.model, tokenizer, task_dir=...)`.
+"""
+
+import argparse
+import json
+import os
+
+from ..evaluation import PAPER_TASKS, evaluate, results_table, write_offline_tasks
+from ..extras import require
+
+
+def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="Model folder or Hub id.")
+    parser.add_argument("--tasks", default="offline",
+                        help="'offline' (the embedded suite), 'paper' (the paper's 8 tasks, from the Hub), or "
+                             "comma-separated lm-eval task names.")
+    parser.add_argument("--output_dir", default=None, help="Where results.json and results.md go (default: the "
+                                                           "checkpoint folder).")
+    parser.add_argument("--limit", type=int, default=None, help="Examples per task, for quick checks.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Examples per forward pass.")
+    parser.add_argument("--device", default="cpu", help="Torch device to evaluate on, e.g. cpu or cuda:0.")
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+    args = make_parser(prog).parse_args(argv)
+    require("lm_eval", "eval", "hf-tst evaluate")
+    output_dir = args.output_dir or args.checkpoint
+    os.makedirs(output_dir, exist_ok=True)
+
+    task_dir = write_offline_tasks(os.path.join(output_dir, "lm_eval_tasks")) if args.tasks == "offline" else None
+    tasks = None if args.tasks in ("offline", "paper") else args.tasks.split(",")
+    results = evaluate(args.checkpoint, tasks=tasks or (None if task_dir else PAPER_TASKS), task_dir=task_dir,
+                       batch_size=args.batch_size, limit=args.limit, device=args.device)
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump({"results": results["results"], "config": {"limit": args.limit, "tasks": args.tasks}}, f, indent=2)
+    table = results_table(results)
+    with open(os.path.join(output_dir, "results.md"), "w") as f:
+        f.write(table)
+    print(table)
+    return results

@@ -1,0 +1,25 @@
+"""Pre-train a causal LM with Token-Superposition Training.
+
+    accelerate launch recipes/train.py --config recipes/configs/tiny.yaml [--any_field value ...]
+    hf-tst train --config recipes/configs/tiny.yaml [--any_field value ...]
+
+Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
+embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
+take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
+`--resume_from_checkpoint last` resumes from the newest complete checkpoint in `--output_dir`.
+"""
+
+import argparse
+
+from ..arguments import TRAINING_ARGUMENTS
+from ..parser import TSTParser
+from ..pretraining import pretrain
+
+
+def make_parser(prog: str | None = None) -> TSTParser:
+    return TSTParser(TRAINING_ARGUMENTS, prog=prog, description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+    return pretrain(*make_parser(prog).parse_args_and_config(argv))

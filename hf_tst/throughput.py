@@ -1,0 +1,98 @@
+"""Throughput figures for the training logs: data tokens per second, achieved model TFLOP/s per
+device and MFU (model FLOPs utilisation), per logging window.
+
+Model FLOPs of a training step, per position the model runs on (PaLM's appendix B, as torchtitan,
+nanotron and LitGPT count them), forward and backward (3x the forward's 2 FLOPs per weight):
+
+    6 * N  +  12 * n_layers * n_heads * head_dim * P
+
+N is the number of weights used in matrix multiplies: every parameter except the input embedding
+table (a lookup), plus the LM head even when it is tied to that table; a mixture-of-experts layer
+counts only the `num_experts_per_tok` of its `num_experts` that each token visits. The second term is
+attention's scores and weighted sum over a row of P positions (causal masking not discounted,
+sliding windows not modelled). A superposition step runs the model on the same P positions as a
+plain step (sequence folding) or on P / s (batch folding); the mean over a bag's s embeddings and the
+multi-hot loss's extra terms are not counted. Recomputation (gradient checkpointing) is not counted
+either: MFU measures useful work.
+"""
+
+import time
+
+import torch
+
+# Peak dense bf16 TFLOP/s of one device, by a substring of torch.cuda.get_device_name (first match).
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("B200", 2250.0),
+               ("A100", 312.0))
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    """The device's peak dense bf16 TFLOP/s from `PEAK_TFLOPS`, or None when unknown (CPU included)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_TFLOPS if key in name), None)
+
+
+def matmul_parameters(model) -> float:
+    """N: the weights used in matrix multiplies per position (see the module docstring)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    experts = getattr(config, "num_experts", None) or getattr(config, "num_local_experts", None)
+    active = getattr(config, "num_experts_per_tok", None)
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    total = 0.0
+    for name, parameter in model.named_parameters():
+        count = getattr(parameter, "ds_numel", parameter.numel())  # ZeRO-3 keeps the full size in ds_numel
+        if parameter is embedding:
+            continue
+        total += count * active / experts if experts and active and ".experts." in f".{name}." else count
+    if head is not None and head.weight is embedding:
+        total += getattr(embedding, "ds_numel", embedding.numel())
+    return total
+
+
+def attention_flops_per_position(model, positions: int) -> float:
+    """12 * n_layers * n_heads * head_dim * P, or 0 for a config without those fields."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
+    if not (layers and heads):
+        return 0.0
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return 12.0 * layers * heads * head_dim * positions
+
+
+class ThroughputMeter:
+    """Model FLOPs and data tokens of one logging window, on this device.
+
+    The trainer calls `begin_step` as each optimizer step starts fetching its batches, `add_micro_batch`
+    for each micro-batch the model runs on, and `end_window` when it logs; evaluation and checkpointing
+    between windows are not timed."""
+
+    def __init__(self, model, peak: float | None):
+        self.matmul_parameters = matmul_parameters(model)
+        self.model = model
+        self.peak = peak
+        self.window_start, self.tokens_at_start, self.flops = None, 0, 0.0
+
+    def begin_step(self, tokens_seen: int) -> None:
+        if self.window_start is None:
+            self.window_start, self.tokens_at_start, self.flops = time.perf_counter(), tokens_seen, 0.0
+
+    def add_micro_batch(self, rows: int, positions: int) -> None:
+        """A micro-batch of `rows` rows, each run on `positions` positions."""
+        per_position = 6.0 * self.matmul_parameters + attention_flops_per_position(self.model, positions)
+        self.flops += rows * positions * per_position
+
+    def end_window(self, tokens_seen: int | None) -> dict[str, float]:
+        """`tst_data_tokens_per_second` (all devices; when tokens are tracked), `tst_tflops_per_device` and,
+        with a known peak, `tst_mfu` (a fraction) since `begin_step` opened the window."""
+        if self.window_start is None:
+            return {}
+        seconds = max(time.perf_counter() - self.window_start, 1e-9)
+        figures = {"tst_tflops_per_device": self.flops / seconds / 1e12}
+        if self.peak:
+            figures["tst_mfu"] = figures["tst_tflops_per_device"] / self.peak
+        if tokens_seen is not None:
+            figures["tst_data_tokens_per_second"] = (tokens_seen - self.tokens_at_start) / seconds
+        self.window_start = None
+        return figures
