@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, load_recipe
+from conftest import TINY_SHRUNK, load_recipe, needs_eval
 
 from hf_tst.cli import COMMANDS
 from hf_tst.cli import main as hf_tst
@@ -58,8 +58,8 @@ def test_hf_tst_train_is_the_recipe(tmp_path, monkeypatch):
     assert (tmp_path / "console" / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("command, extra", [("compare", "eval"), ("compare", "plots"), ("sweep", "plots"),
-                                            ("ladder", "plots")])
+@pytest.mark.parametrize("command, extra", [("compare", "eval"), pytest.param("compare", "plots", marks=needs_eval),
+                                            ("sweep", "plots"), ("ladder", "plots")])
 def test_a_command_needing_a_missing_extra_names_it_before_training(command, extra, monkeypatch, tmp_path):
     module = {"eval": "lm_eval", "plots": "matplotlib"}[extra]
     monkeypatch.setitem(sys.modules, module, None)  # what the import meets when the extra is not installed
@@ -74,6 +74,7 @@ def test_a_command_needing_a_missing_extra_names_it_before_training(command, ext
 
 def test_lora_without_peft_is_refused_while_parsing(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
+    monkeypatch.chdir(REPO)
     with pytest.raises(ImportError, match=r"lora_r=8 needs peft.*pip install 'hf_tst\[peft\]'"):
         importlib.import_module("hf_tst.scripts.train").make_parser().parse_args_and_config(
             [*TINY_SHRUNK, "--lora_r", "8", "--output_dir", "unused"])

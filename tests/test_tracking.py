@@ -14,7 +14,7 @@ from hf_tst.throughput import attention_flops_per_position, matmul_parameters
 
 
 def test_tensorboard_event_file_holds_the_tst_scalars(make_config, tmp_path):
-    pytest.importorskip("tensorboard")
+    pytest.importorskip("tensorboard", reason="needs tensorboard: pip install 'hf_tst[dev]'")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     torch.manual_seed(0)
