@@ -3,6 +3,7 @@
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
 from .loss import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
+from .parser import TSTParser
 from .superpose import EmbeddingSuperposition, superpose_embeddings
 from .trainer import TSTTrainer
 
@@ -11,6 +12,7 @@ __all__ = [
     "PhasedBlockStream",
     "TSTConfig",
     "TSTDataCollator",
+    "TSTParser",
     "TSTTrainer",
     "bag_weights",
     "linear_multi_hot_cross_entropy",
