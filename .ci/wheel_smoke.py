@@ -2,7 +2,8 @@
 
 Run with the core install only (`pip install hf_tst-*.whl`, no extras): `TSTTrainer.train()` trains a
 tiny Llama on the bytes of the held-out text shipped inside the package and leaves the model card in
-`output_dir`; the `hf-tst` console command lists its commands and each command its flags.
+`output_dir`; the `hf-tst` console command lists its commands and each command its flags, and the
+launch configs that `hf-tst train --accelerate_config` names ship in the package.
 """
 
 import gzip
@@ -18,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import hf_tst
 from hf_tst import TSTConfig, TSTTrainer
+from hf_tst.cli import shipped_accelerate_configs
 from hf_tst.evaluation import HELD_OUT
 
 checkout = Path(__file__).resolve().parents[1]
@@ -52,3 +54,5 @@ for command, flags in own_flags.items():
     text = subprocess.run([console, command, "--help"], capture_output=True, text=True, check=True).stdout
     assert text.startswith(f"usage: hf-tst {command}") and all(flag in text for flag in flags), (command, text[:500])
 print(f"hf-tst --help lists {', '.join(commands)}; each command's --help lists its flags")
+assert shipped_accelerate_configs() == ["ddp", "fsdp", "multinode", "zero2", "zero3"], shipped_accelerate_configs()
+print(f"hf-tst train --accelerate_config takes {', '.join(shipped_accelerate_configs())} (shipped in the wheel)")

@@ -27,8 +27,10 @@ class TSTParser(HfArgumentParser):
         # Listed for --help only: parse_args_and_config reads it first, so the dataclasses never see it.
         self.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS, help=CONFIG_HELP)
 
-    def parse_args_and_config(self, argv: list[str] | None = None) -> tuple:
-        """One instance per dataclass, in order: the config file's values, overridden by `argv`'s flags."""
+    def parse_args_and_config(self, argv: list[str] | None = None, return_remaining_strings: bool = False) -> tuple:
+        """One instance per dataclass, in order: the config file's values, overridden by `argv`'s flags;
+        then, with `return_remaining_strings`, the list of `argv`'s strings that are no field's (else they
+        are an error)."""
         pre = argparse.ArgumentParser(add_help=False)
         pre.add_argument("--config")
         known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -39,7 +41,7 @@ class TSTParser(HfArgumentParser):
             if unknown:
                 raise ValueError(f"{known.config}: unknown field(s) {', '.join(unknown)}; `--help` lists the fields.")
             self.set_defaults(**defaults)
-        return self.parse_args_into_dataclasses(args=rest)
+        return self.parse_args_into_dataclasses(args=rest, return_remaining_strings=return_remaining_strings)
 
 
 def load_yaml_config(path: str) -> dict:

@@ -332,6 +332,11 @@ def _check_before_training(model, args: TSTConfig, train_dataset, processing_cla
         raise ValueError("compute_loss_func is not supported: TSTTrainer's loss is TST's own (multi-hot "
                          "cross-entropy in superposition, next-token cross-entropy in recovery); leave it unset, "
                          "or subclass TSTTrainer and override compute_loss.")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and args.world_size == 1:
+        raise ValueError(f"{launched} processes were launched (WORLD_SIZE={launched}) but the training arguments are "
+                         "not distributed, so each process would train alone on all the data into one output_dir; "
+                         "on a machine without GPUs pass use_cpu=True (--use_cpu true).")
     if model is not None and args.superposition_steps and args.tst_superpose != "output":
         check_superposable(model)
     vocab_size, tokens = _vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None

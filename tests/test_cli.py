@@ -2,6 +2,7 @@
 with its help text; a command that needs a missing extra says which, before any compute."""
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +50,35 @@ def test_every_flag_of_a_command_has_help_and_is_listed_by_both_entry_points(com
         assert [flag for flag in flags if flag not in listed] == []
 
 
-def test_hf_tst_train_is_the_recipe(tmp_path, monkeypatch):
+def test_hf_tst_train_runs_the_recipes_job_under_accelerate_launch(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = [*TINY_SHRUNK, "--max_steps", "4", "--tst_ratio", "0.5", "--eval_steps", "100"]
-    from_console = hf_tst(["train", *argv, "--output_dir", str(tmp_path / "console")])
+    hf_tst(["train", *argv, "--output_dir", str(tmp_path / "console"), "--num_processes", "1"])
     from_recipe = load_recipe("train").main([*argv, "--output_dir", str(tmp_path / "recipe")])
+    from_console = json.loads((tmp_path / "console" / "eval_results.json").read_text())
     assert from_console["eval_loss"] == from_recipe["eval_loss"]
-    assert (tmp_path / "console" / "model.safetensors").exists()
+
+
+def test_flags_that_are_not_the_scripts_go_to_the_launcher(tmp_path, monkeypatch):
+    launched = []
+    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.chdir(REPO)
+    script_argv = [*TINY_SHRUNK, "--max_steps", "4", "--output_dir", str(tmp_path)]
+    hf_tst(["train", "--num_processes", "2", *script_argv, "--accelerate_config", "ddp", "--mixed_precision", "no"])
+    (args,) = launched
+    assert (args.module, args.training_script, args.training_script_args) == (True, "hf_tst.scripts.train",
+                                                                               script_argv)
+    assert (args.num_processes, args.mixed_precision) == (2, "no")
+    assert Path(args.config_file).read_text() == (REPO / "recipes" / "accelerate" / "ddp.yaml").read_text()
+
+
+def test_an_unknown_accelerate_config_is_refused_before_any_process_starts(monkeypatch):
+    launched = []
+    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="'zero9' is neither a file nor .* one of ddp, fsdp, multinode, zero2, zero3"):
+        hf_tst(["train", *TINY_SHRUNK, "--output_dir", "unused", "--accelerate_config", "zero9"])
+    assert launched == []
 
 
 @pytest.mark.parametrize("command, extra", [("compare", "eval"), pytest.param("compare", "plots", marks=needs_eval),

@@ -87,3 +87,12 @@ def test_yaml_base_chain_is_inherited_and_overridden(tmp_path):
     (tmp_path / "baseline.yaml").write_text(yaml.safe_dump({"base": "tst.yaml", "tst_ratio": 0.0}))
     (args,) = TSTParser((TSTConfig,)).parse_args_and_config(["--config", str(tmp_path / "baseline.yaml")])
     assert (args.max_steps, args.learning_rate, args.tst_bag_size, args.tst_ratio) == (50, 1e-3, 4, 0.0)
+
+
+def test_processes_launched_without_distributed_arguments_are_refused(tmp_path, monkeypatch):
+    """A launcher's WORLD_SIZE without the process group that TrainingArguments sets up (on a machine
+    without GPUs it needs use_cpu): every launched process would train alone."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=False, report_to="none")
+    with pytest.raises(ValueError, match="2 processes were launched.*pass use_cpu=True"):
+        TSTTrainer(model=tiny_llama(), args=args)

@@ -1,7 +1,7 @@
 """Pre-train a causal LM with Token-Superposition Training.
 
     accelerate launch recipes/train.py --config recipes/configs/tiny.yaml [--any_field value ...]
-    hf-tst train --config recipes/configs/tiny.yaml [--any_field value ...]
+    hf-tst train --config recipes/configs/tiny.yaml [--any_field value ...] [--accelerate_config zero3 ...]
 
 Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
 embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
@@ -23,3 +23,7 @@ def make_parser(prog: str | None = None) -> TSTParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     return pretrain(*make_parser(prog).parse_args_and_config(argv))
+
+
+if __name__ == "__main__":  # the process `hf-tst train` starts under `accelerate launch`
+    main()
