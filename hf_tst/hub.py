@@ -12,11 +12,14 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import hub as transformers_hub
+from transformers.utils import logging
 
 from .extras import pyplot
 from .switch import describe_switch, switch_figures
 
 TEMPLATE = Path(__file__).parent / "resources" / "tst_model_card.md"
+logger = logging.get_logger(__name__)
+
 LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
 PHASE_SWITCH_REVISION = "tst-phase-switch"
@@ -75,18 +78,22 @@ def plot_loss_curves(log_history: list[dict], superposition_steps: int, path: st
 def write_model_card(output_dir: str, args, log_history: list[dict], architecture: str, model_name: str | None = None,
                      dataset: str | None = None, license: str = "apache-2.0") -> ModelCard:
     """Render the model card into `output_dir/README.md`, and its loss curve beside it when matplotlib
-    (the `plots` extra) is installed; without it the card says that the curve was not drawn."""
+    (the `plots` extra) is installed; a curve that cannot be drawn leaves the card saying why."""
     model_name = model_name or os.path.basename(os.path.normpath(output_dir))
     eval_loss = next((log["eval_loss"] for log in reversed(log_history) if "eval_loss" in log), None)
     steps = max((log.get("step", 0) for log in log_history), default=0)
     superposition_steps = min(args.superposition_steps, steps)
     superposition_tokens, recovery_tokens = phase_tokens(log_history, superposition_steps)
     plain_tokens_per_step = recovery_tokens / (steps - superposition_steps) if steps > superposition_steps else None
+    loss_curve, no_curve = LOSS_CURVE, None
     try:
         plot_loss_curves(log_history, superposition_steps, os.path.join(output_dir, LOSS_CURVE))
-        loss_curve = LOSS_CURVE
-    except ImportError:  # matplotlib is an extra: the card is written without the curve, and says so
+    except ImportError:  # matplotlib is an extra
         loss_curve = None
+        no_curve = 'matplotlib was not installed when this card was written (`pip install "hf_tst[plots]"`)'
+    except Exception as error:  # noqa: BLE001 - a card without its picture is better than no card
+        loss_curve, no_curve = None, f"drawing it failed ({type(error).__name__}: {error})"
+        logger.warning(f"the model card in {output_dir} has no loss curve: {no_curve}.")
 
     card_data = ModelCardData(
         license=license, library_name="transformers", pipeline_tag="text-generation", tags=TAGS,
@@ -104,7 +111,7 @@ def write_model_card(output_dir: str, args, log_history: list[dict], architectur
         baseline_tokens=f"{round(plain_tokens_per_step * steps):,}" if plain_tokens_per_step else "n/a",
         bag_size=args.tst_bag_size, ratio=args.tst_ratio, weighting=args.tst_weighting, superpose=args.tst_superpose,
         max_steps=args.max_steps, learning_rate=args.learning_rate, scheduler=str(args.lr_scheduler_type.value),
-        eval_rows=eval_rows, loss_curve=loss_curve,
+        eval_rows=eval_rows, loss_curve=loss_curve, no_curve=no_curve,
         switch=describe_switch(switch_figures(log_history), superposition_steps) if superposition_steps else "")
     card.save(os.path.join(output_dir, "README.md"))
     return card

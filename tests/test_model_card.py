@@ -7,6 +7,7 @@ from conftest import needs_plots, packed_dataset, tiny_llama
 from huggingface_hub import ModelCard
 from transformers import AutoModelForCausalLM
 
+import hf_tst.hub
 import hf_tst.trainer
 from hf_tst import TSTTrainer
 
@@ -56,6 +57,19 @@ def test_without_matplotlib_the_card_is_written_and_says_the_curve_is_missing(tm
     card = ModelCard.load(tmp_path / "README.md")
     assert "No loss curve: matplotlib was not installed" in card.text and "![Loss curves]" not in card.text
     assert not (tmp_path / "loss_curve.png").exists()
+
+
+def test_a_curve_that_cannot_be_drawn_leaves_a_card_that_says_why(tmp_path, make_config, monkeypatch, caplog):
+    def broken_backend(*args, **kwargs):
+        raise RuntimeError("no usable backend")
+
+    monkeypatch.setattr(hf_tst.hub, "plot_loss_curves", broken_backend)
+    with caplog.at_level("WARNING", logger="hf_tst.hub"):
+        TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
+                   args=make_config(max_steps=4, tst_ratio=0.5, tst_bag_size=4)).train()
+    card = ModelCard.load(tmp_path / "README.md")
+    assert "No loss curve: drawing it failed (RuntimeError: no usable backend)." in card.text
+    assert "has no loss curve" in caplog.text
 
 
 def test_a_card_that_cannot_be_written_warns_and_the_trained_model_is_kept(tmp_path, make_config, monkeypatch,
