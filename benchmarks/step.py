@@ -9,8 +9,8 @@ Variants, all on the same model initialisation and the same packed data (B rows 
 A step's time runs from one optimizer step's end to the next, so data loading is included (the
 time before the step begins, waiting for its batch, is also shown); its memory is the peak it
 allocates above what was allocated when it began. Rounds alternate the
-variants and the medians are reported. Model FLOPs utilisation (CUDA) counts 6 x non-embedding
-parameters x positions plus causal attention, 6 x layers x positions x context x hidden size.
+variants and the medians are reported. Model FLOPs utilisation (on a GPU whose peak
+`hf_tst.throughput` knows) counts model FLOPs as the training logs do (`hf_tst/throughput.py`).
 
     python benchmarks/step.py --model tiny          # recipes/configs/tiny.yaml's shape, CPU
     python benchmarks/step.py --model 50m           # a 54M-parameter Llama, CPU
@@ -30,6 +30,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallb
 from transformers.trainer_callback import PrinterCallback
 
 from hf_tst import TSTConfig, TSTTrainer
+from hf_tst.throughput import attention_flops_per_position, matmul_parameters, peak_tflops
 
 MODELS = {  # name: (config folder, overrides)
     "tiny": ("recipes/models/tiny-llama", {}),
@@ -37,7 +38,6 @@ MODELS = {  # name: (config folder, overrides)
                                               num_attention_heads=8, num_key_value_heads=8, vocab_size=32768)),
     "smollm2-135m": ("recipes/models/smollm2-135m-untied", {}),
 }
-PEAK_TFLOPS = {"cuda": 989.4}  # H100/H200 dense bf16, the figure MFU is quoted against
 
 
 def parse_args():
@@ -122,12 +122,9 @@ def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMete
     return meter
 
 
-def model_flops_per_step(model, positions: int, context: int) -> float:
-    """6 N P for the non-embedding parameters N, plus causal attention (PaLM's appendix B, halved)."""
-    config = model.config
-    embedding = model.get_input_embeddings().weight.numel()
-    parameters = sum(p.numel() for p in model.parameters()) - embedding
-    return 6 * parameters * positions + 6 * config.num_hidden_layers * positions * context * config.hidden_size
+def model_flops_per_step(model, rows: int, positions: int) -> float:
+    """Model FLOPs of a training step of `rows` rows run on `positions` positions each."""
+    return rows * positions * (6 * matmul_parameters(model) + attention_flops_per_position(model, positions))
 
 
 def main():
@@ -156,7 +153,8 @@ def main():
     data_seconds = {n: statistics.median([t for m in meters[n] for t in m.data_seconds]) for n in variants}
     peaks = {n: max(p for m in meters[n] for p in m.peaks) for n in variants}
     data_tokens = {"baseline": B * L, "recovery": B * L, "superposition": s * B * L, "batch fold": s * B * L}
-    contexts = {"baseline": L, "recovery": L, "superposition": L, "batch fold": -(-L // s)}
+    shapes = {"baseline": (B, L), "recovery": (B, L), "superposition": (B, L), "batch fold": (s * B, L // s)}
+    peak = peak_tflops(device)
     throughput = {n: data_tokens[n] / seconds[n] for n in variants}
     rows = []
     for n in variants:
@@ -165,12 +163,11 @@ def main():
         row = [n, f"{seconds[n] * 1000:,.1f}", f"{data_seconds[n] * 1000:,.1f}", f"{data_tokens[n]:,}",
                f"{throughput[n]:,.0f}", f"{ratio:.2f} ({ratio / folded:.2f}×s)" if folded > 1 else f"{ratio:.2f}",
                mib(peaks[n]), f"{peaks[n] / peaks['baseline']:.2f}"]
-        if device.type in PEAK_TFLOPS:
-            flops = model_flops_per_step(initial, B * L, contexts[n])
-            row.append(f"{flops / seconds[n] / 1e12 / PEAK_TFLOPS[device.type]:.1%}")
+        if peak:
+            row.append(f"{model_flops_per_step(initial, *shapes[n]) / seconds[n] / 1e12 / peak:.1%}")
         rows.append(row)
     header = ["step", "ms/step", "of which data wait", "data tokens/step", "data tokens/s", "throughput ÷ baseline",
-              "peak step memory", "memory ÷ baseline"] + (["MFU"] if device.type in PEAK_TFLOPS else [])
+              "peak step memory", "memory ÷ baseline"] + (["MFU"] if peak else [])
     parameters = sum(p.numel() for p in initial.parameters())
     setting = (f"{args.model} ({parameters / 1e6:.1f}M parameters, V={config.vocab_size}), {device.type}, "
                f"{'bf16 autocast' if bf16 else 'float32'}, B={B}, L={L}, s={s}, {args.workers} dataloader "
