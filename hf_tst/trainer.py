@@ -178,10 +178,11 @@ class TSTTrainer(Trainer):
             targets, weighting = inputs.pop("bag_labels"), self.args.tst_weighting
         else:  # next-token prediction is MCE with bags of one token
             targets, weighting = next_tokens_targets(inputs.pop("labels"), 1), "uniform"
-        with fused_head.capturing() if fused_head else contextlib.nullcontext():
+        running = fused_head.running(fused_head.multi_hot_loss(targets, weighting)) if fused_head else None
+        with running or contextlib.nullcontext():
             outputs = self._forward(model, inputs, bagged)
         if fused_head:
-            loss = fused_head.summed_loss(targets, weighting)
+            loss = fused_head.result()
         else:
             loss = multi_hot_cross_entropy(outputs.logits, targets, weighting, reduction="sum")
         if num_items_in_batch is None:  # called outside the training loop: a plain mean
@@ -202,21 +203,22 @@ class TSTTrainer(Trainer):
             model, input_ids, attention_mask, self.args.tst_bag_size, **inputs)
 
     def _fused_lm_head(self, model) -> FusedLMHead | None:
-        """The fused LM head of `model`, or None where it cannot serve: turned off, parameters sharded
-        (FSDP, ZeRO-3: the head's weight exists only inside the model's forward), or logits that are not
-        the head's output. Decided once per head, with a warning when it falls back."""
-        if not self.args.tst_fused_lm_head or self.is_fsdp_enabled or self._zero_stage() == 3:
+        """The fused LM head of `model`, or None where it cannot serve: turned off, or logits that are not
+        the head's output. Under FSDP and ZeRO-3 it computes the loss inside the head's forward, where the
+        sharded weight is gathered. Decided once per head, with a warning when it falls back."""
+        if not self.args.tst_fused_lm_head:
             return None
         unwrapped = self.accelerator.unwrap_model(model)
         head = unwrapped.get_output_embeddings()
         if self._fused_head is None or self._fused_head[0] is not head:
             if self._fused_head is not None and self._fused_head[1] is not None:
                 self._fused_head[1].remove()
-            problem = fused_head_problem(unwrapped)
+            sharded = self.is_fsdp_enabled or self._zero_stage() == 3
+            problem = fused_head_problem(unwrapped, in_forward=sharded)
             if problem is not None:
                 logger.warning(f"tst_fused_lm_head: {type(unwrapped).__name__} trains on its materialised logits, "
                                f"because {problem}.")
-            self._fused_head = (head, None if problem else FusedLMHead(unwrapped))
+            self._fused_head = (head, None if problem else FusedLMHead(unwrapped, in_forward=sharded))
         return self._fused_head[1]
 
     def _zero_stage(self) -> int | None:

@@ -1,4 +1,5 @@
-"""A tiny two-phase TST run under whatever launcher starts it; prints the per-step losses (main process).
+"""A tiny two-phase TST run under whatever launcher starts it; prints the per-step losses and gradient
+norms (main process).
 
     accelerate launch [--multi_gpu --num_processes 2 | --config_file X.yaml] tests/run_parallel.py OUT PER_DEVICE_BATCH
 """
@@ -24,10 +25,14 @@ def main():
     trainer.train()
     if trainer.is_world_process_zero():
         losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
-        print("RESULT " + json.dumps({"losses": losses, "processes": trainer.accelerator.num_processes,
+        grad_norms = [log["grad_norm"] for log in trainer.state.log_history if "loss" in log]
+        print("RESULT " + json.dumps({"losses": losses, "grad_norms": grad_norms,
+                                      "processes": trainer.accelerator.num_processes,
                                       "backend": str(trainer.accelerator.distributed_type),
                                       "zero_stage": trainer.is_deepspeed_enabled and trainer.accelerator.state
-                                      .deepspeed_plugin.zero_stage, "fsdp": trainer.is_fsdp_enabled}))
+                                      .deepspeed_plugin.zero_stage, "fsdp": trainer.is_fsdp_enabled,
+                                      "fused_head": trainer._fused_head is not None
+                                      and trainer._fused_head[1] is not None}))
     trainer.accelerator.end_training()
     # DeepSpeed's CPU shared-memory communication op sometimes aborts during interpreter teardown
     # ("terminate called without an active exception") after a successful run; skip the teardown.

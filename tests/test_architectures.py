@@ -91,7 +91,7 @@ def test_fused_lm_head_matches_the_models_logits_or_is_not_used(model_type):
     assert_fused_head_matches_logits(model)
 
 
-def assert_fused_head_matches_logits(model, bag_size: int = 3):
+def assert_fused_head_matches_logits(model, bag_size: int = 3, in_forward: bool = False):
     vocab = model.get_input_embeddings().num_embeddings
     ids, targets = torch.randint(3, vocab, (2, 5)), torch.randint(0, vocab, (2, 5, bag_size))
     targets[:, -1] = -100
@@ -99,10 +99,10 @@ def assert_fused_head_matches_logits(model, bag_size: int = 3):
     expected = multi_hot_cross_entropy(logits, targets, "power_law", reduction="sum")
     expected_grads = torch.autograd.grad(expected, [p for p in model.parameters() if p.requires_grad],
                                          allow_unused=True)
-    fused = FusedLMHead(model)
-    with fused.capturing():
+    fused = FusedLMHead(model, in_forward)
+    with fused.running(fused.multi_hot_loss(targets, "power_law")):
         assert model(input_ids=ids, use_cache=False).logits.numel() == 0
-    loss = fused.summed_loss(targets, "power_law")
+    loss = fused.result()
     grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
     fused.remove()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
@@ -120,7 +120,18 @@ def test_soft_capped_logits_get_the_fused_head_and_scaled_logits_fall_back():
                  num_key_value_heads=2, head_dim=8, vocab_size=64)
     torch.manual_seed(0)
     gemma = Gemma2ForCausalLM(Gemma2Config(**small, final_logit_softcapping=2.0)).eval()
-    assert fused_head_problem(gemma) is None and FusedLMHead(gemma).softcap == 2.0
-    assert_fused_head_matches_logits(gemma)
+    for in_forward in (False, True):
+        assert fused_head_problem(gemma, in_forward) is None and FusedLMHead(gemma).softcap == 2.0
+        assert_fused_head_matches_logits(gemma, in_forward=in_forward)
     granite = GraniteForCausalLM(GraniteConfig(**small, logits_scaling=4.0)).eval()
-    assert "not its LM head's output" in fused_head_problem(granite)
+    for in_forward in (False, True):
+        assert "not its LM head's output" in fused_head_problem(granite, in_forward)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "qwen3_moe", "gpt2"])
+def test_the_loss_computed_inside_the_heads_forward_matches_the_models_logits(model_type):
+    """The sharded path (`in_forward=True`: the loss runs inside the head's forward, where ZeRO-3 and FSDP2
+    have gathered its weight) gives the loss and gradients of the model's own logits, as the deferred one does."""
+    model = tiny_model(model_type)
+    assert fused_head_problem(model, in_forward=True) is None
+    assert_fused_head_matches_logits(model, in_forward=True)

@@ -39,15 +39,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, single_pro
                                                             zero_stage):
     parallel = launch(tmp_path, 2, "--config_file", f"recipes/accelerate/{launch_config}", "--num_processes", "2")
     assert (parallel["processes"], parallel["backend"], parallel["zero_stage"]) == (2, backend, zero_stage)
+    assert parallel["fused_head"] and single_process["fused_head"]  # under ZeRO-3 too: inside the head's forward
     assert single_process["processes"] == 1 and len(parallel["losses"]) == 6
     assert parallel["losses"] == pytest.approx(single_process["losses"], abs=1e-5)
+    assert parallel["grad_norms"] == pytest.approx(single_process["grad_norms"], rel=1e-5)  # the whole gradient
 
 
 @pytest.mark.slow
 def test_fsdp2_sharded_steps_match_one_process(tmp_path):
     """accelerate enables FSDP only on accelerators, so FSDP2 is applied here with `fully_shard` itself: the
     bag mean, computed by the embedding hook inside the sharded forward, gives the unsharded losses and
-    gradients, for a superposition step and for the recovery step after it."""
+    gradients, for a superposition step and for the recovery step after it; so does the fused LM head
+    computing both losses inside the head's forward, where the sharded weight is gathered."""
     import torch
     from conftest import tiny_llama
     from run_fsdp2 import batch, superposition_then_recovery
@@ -58,9 +61,9 @@ def test_fsdp2_sharded_steps_match_one_process(tmp_path):
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     sharded = torch.load(out)
-    unsharded = superposition_then_recovery(tiny_llama(), batch())
-    assert len(sharded) == len(unsharded) == 2
-    for (loss, grads), (expected_loss, expected_grads) in zip(sharded, unsharded, strict=True):
+    unsharded = superposition_then_recovery(tiny_llama(), batch())  # on the logits, unsharded: the reference
+    assert len(sharded) == 4 and len(unsharded) == 2
+    for (loss, grads), (expected_loss, expected_grads) in zip(sharded, unsharded * 2, strict=True):
         torch.testing.assert_close(loss, expected_loss, rtol=1e-6, atol=1e-6)
         assert grads.keys() == expected_grads.keys()
         assert all(grad.abs().sum() > 0 for grad in expected_grads.values())
