@@ -87,8 +87,9 @@ class TSTConfig(TrainingArguments):
         default=True,
         metadata={"help": "In training, compute the LM head and the loss together, one chunk of positions at a time, "
                           "so the (positions x vocabulary) logits are never materialised; both phases. Used when the "
-                          "model's logits are its nn.Linear head's output (soft-capping included) and parameters "
-                          "are not sharded (FSDP, ZeRO-3); otherwise, or when False, the model's own logits are used."},
+                          "model's logits are its nn.Linear head's output (soft-capping included); under FSDP and "
+                          "ZeRO-3 it runs inside the head's forward, where the weight is gathered. Otherwise, or "
+                          "when False, the model's own logits are used."},
     )
     tst_peak_tflops: float | None = field(
         default=None,
