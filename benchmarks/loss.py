@@ -3,22 +3,26 @@ logits, and the chunked LM head + loss against a materialised LM head + cross-en
 
 Each figure is forward + backward, measured side by side in this one process:
   - CE: `F.cross_entropy(logits.float(), labels)`, what a transformers causal LM computes;
-  - MCE: `hf_tst.multi_hot_cross_entropy(logits, bags)`, bags of s targets;
+  - MCE: `hf_tst.multi_hot_cross_entropy(logits, bags)`, bags of s targets, each loss kernel;
   - loop: the paper's form, s weighted `F.cross_entropy` calls on the same float32 logits;
   - head+CE: `F.cross_entropy(F.linear(hidden, weight).float(), labels)`, the logits materialised;
-  - chunked: `hf_tst.linear_multi_hot_cross_entropy(hidden, weight, bags)`, s = 1 and s = bag size.
+  - chunked: `hf_tst.linear_multi_hot_cross_entropy(hidden, weight, bags)`, s = 1 and s = bag size, each
+    loss kernel ("eager", "compiled"; for s = 1 on CUDA also "liger" when Liger Kernel is installed).
 
     python benchmarks/loss.py                       # CPU, float32, 1024 positions
     python benchmarks/loss.py --device cuda         # bfloat16, 8192 positions
 """
 
 import argparse
+import importlib.util
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from measure import configure_cpu_allocator, markdown_table, median_seconds, mib, peak_bytes, publish
 
 from hf_tst import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
+from hf_tst.loss import KERNELS
 
 
 def parse_args():
@@ -57,6 +61,12 @@ def paper_loop(logits, bags):
     return sum(w[i] * F.cross_entropy(z, bags[:, i]) for i in range(bags.shape[-1]))
 
 
+def kernels(device: torch.device, bag_size: int) -> list[str]:
+    """The loss kernels to time: Liger Kernel only where it runs (s = 1, CUDA, installed)."""
+    liger = bag_size == 1 and device.type == "cuda" and importlib.util.find_spec("liger_kernel") is not None
+    return ["eager", "compiled"] + (["liger"] if liger else [])
+
+
 def benchmark_vocab(vocab, positions, args, device, dtype):
     """Table rows for one vocabulary size: (logits-path rows, LM-head rows)."""
     def seconds(call):
@@ -73,18 +83,25 @@ def benchmark_vocab(vocab, positions, args, device, dtype):
     logits_rows, head_rows = [], []
     for bag_size in [1, *args.bag_sizes]:
         bags = torch.randint(0, vocab, (positions, bag_size), device=device)
-        chunked = forward_backward(linear_multi_hot_cross_entropy, hidden, weight, bags)
-        chunked_time = seconds(chunked)
-        head_rows.append([f"{vocab:,}", str(bag_size), f"{chunked_time / head_time:.2f}",
-                          mib(peak_bytes(chunked, device)), mib(head_peak)])
+        chunked = {kernel: forward_backward(partial(linear_multi_hot_cross_entropy, kernel=kernel), hidden, weight,
+                                            bags) for kernel in kernels(device, bag_size)}
+        chunked_times = {kernel: seconds(call) for kernel, call in chunked.items()}
+        head_rows.append([f"{vocab:,}", str(bag_size), *(f"{chunked_times[k] / head_time:.2f}" if k in chunked_times
+                                                         else "" for k in KERNELS),
+                          mib(peak_bytes(chunked["eager"], device)), mib(head_peak)])
         if bag_size == 1:
             continue
-        mce, loop = forward_backward(multi_hot_cross_entropy, logits, bags), forward_backward(paper_loop, logits, bags)
-        mce_time, loop_time = seconds(mce), seconds(loop)
-        logits_rows.append([f"{vocab:,}", str(bag_size), f"{mce_time / ce_time:.2f}", f"{loop_time / ce_time:.2f}",
-                            mib(peak_bytes(mce, device)), mib(ce_peak), mib(peak_bytes(loop, device))])
-        print(f"V={vocab} s={bag_size}: MCE/CE {mce_time / ce_time:.2f}  loop/CE {loop_time / ce_time:.2f}  "
-              f"chunked/head+CE {chunked_time / head_time:.2f}", flush=True)
+        mce = {kernel: forward_backward(partial(multi_hot_cross_entropy, kernel=kernel), logits, bags)
+               for kernel in ("eager", "compiled")}
+        mce_times = {kernel: seconds(call) for kernel, call in mce.items()}
+        loop = forward_backward(paper_loop, logits, bags)
+        loop_time = seconds(loop)
+        logits_rows.append([f"{vocab:,}", str(bag_size), *(f"{t / ce_time:.2f}" for t in mce_times.values()),
+                            f"{loop_time / ce_time:.2f}", mib(peak_bytes(mce["eager"], device)), mib(ce_peak),
+                            mib(peak_bytes(loop, device))])
+        print(f"V={vocab} s={bag_size}: MCE/CE " + ", ".join(f"{k} {t / ce_time:.2f}" for k, t in mce_times.items())
+              + "; chunked/head+CE " + ", ".join(f"{k} {t / head_time:.2f}" for k, t in chunked_times.items()),
+              flush=True)
     return logits_rows, head_rows
 
 
@@ -104,9 +121,12 @@ def main():
     setting = f"{device.type}, {str(dtype).removeprefix('torch.')}, {positions} positions, D={args.hidden_size}"
     report = "\n\n".join([
         f"Loss on materialised logits ({setting}); time is forward + backward, as a ratio to standard CE:",
-        markdown_table(["V", "s", "MCE ÷ CE", "paper loop ÷ CE", "MCE peak", "CE peak", "loop peak"], logits_rows),
-        f"LM head + loss ({setting}); the chunked head never holds more than one chunk of logits:",
-        markdown_table(["V", "s", "chunked ÷ head+CE time", "chunked peak", "head+CE peak"], head_rows),
+        markdown_table(["V", "s", "MCE ÷ CE (eager)", "MCE ÷ CE (compiled)", "paper loop ÷ CE", "MCE peak", "CE peak",
+                        "loop peak"], logits_rows),
+        f"LM head + loss ({setting}); time as a ratio to head + CE, by loss kernel; the chunked head never holds "
+        "more than one chunk of logits:",
+        markdown_table(["V", "s", *(f"chunked ({kernel})" for kernel in KERNELS), "chunked peak", "head+CE peak"],
+                       head_rows),
     ])
     publish(report, args.output)
 

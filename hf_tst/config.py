@@ -11,8 +11,10 @@ import warnings
 from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
+from transformers.trainer_pt_utils import AcceleratorConfig
 
-from .loss import WEIGHTINGS
+from .extras import require
+from .loss import KERNELS, WEIGHTINGS
 
 SUPERPOSE_MODES = ("full", "input", "output")
 FOLDS = ("sequence", "batch")
@@ -32,6 +34,7 @@ class TSTConfig(TrainingArguments):
     - `tst_fold` (default `"sequence"`): how a superposition step spends a plain step's compute.
     - `tst_contiguous_rows` (default `True`): a superposition row is s consecutive blocks.
     - `tst_fused_lm_head` (default `True`): LM head and loss computed together, chunk by chunk.
+    - `tst_loss_kernel` (default `"eager"`): how the loss's chunks run (`"compiled"`, `"liger"`).
     - `tst_peak_tflops` (default `None`: looked up for known GPUs): a device's peak, for the logged MFU.
     - `tst_allow_changed_settings` (default `False`): resume under other TST settings.
 
@@ -39,6 +42,9 @@ class TSTConfig(TrainingArguments):
 
     - `include_num_input_tokens_seen="non_padding"` (was `"no"`): the data tokens read, all s of a
       bag counted, are the axis on which TST and its baseline differ.
+    - `accelerator_config={"non_blocking": True}` when unset: batches (pinned, as `dataloader_pin_memory`
+      leaves them) are copied to the device without waiting, since a superposition batch is s times
+      the data of a plain one.
 
     `max_steps` must be set when `tst_ratio > 0`: the switch falls at step `round(r * max_steps)`.
     The README's "TST in a few lines" describes the method.
@@ -91,6 +97,14 @@ class TSTConfig(TrainingArguments):
                           "ZeRO-3 it runs inside the head's forward, where the weight is gathered. Otherwise, or "
                           "when False, the model's own logits are used."},
     )
+    tst_loss_kernel: str = field(
+        default="eager",
+        metadata={"choices": KERNELS,
+                  "help": "How each chunk of the fused loss's arithmetic runs: 'eager' (PyTorch ops), 'compiled' "
+                          "(the same function compiled by torch.compile into fused kernels: Triton on CUDA), or "
+                          "'liger' ('eager', with the recovery phase's cross-entropy on Liger Kernel's fused linear "
+                          "cross-entropy on CUDA; the gpu extra). benchmarks/loss.py measures them."},
+    )
     tst_peak_tflops: float | None = field(
         default=None,
         metadata={"help": "Peak dense bf16 TFLOP/s of one device, the denominator of the logged MFU (`tst_mfu`). "
@@ -112,6 +126,8 @@ class TSTConfig(TrainingArguments):
 
     def __post_init__(self):
         self._validate_tst_fields()
+        if self.accelerator_config is None:  # pinned batches copied to the device while the last step runs
+            self.accelerator_config = {"non_blocking": True}
         super().__post_init__()
 
     def _validate_tst_fields(self) -> None:
@@ -128,6 +144,11 @@ class TSTConfig(TrainingArguments):
                              f"choose one of {', '.join(SUPERPOSE_MODES)}.")
         if self.tst_fold not in FOLDS:
             raise ValueError(f"tst_fold={self.tst_fold!r} is unknown; choose one of {', '.join(FOLDS)}.")
+        if self.tst_loss_kernel not in KERNELS:
+            raise ValueError(f"tst_loss_kernel={self.tst_loss_kernel!r} is unknown; "
+                             f"choose one of {', '.join(KERNELS)}.")
+        if self.tst_loss_kernel == "liger":
+            require("liger_kernel", "gpu", "tst_loss_kernel='liger'")
         if self.tst_peak_tflops is not None and not self.tst_peak_tflops > 0:
             raise ValueError(f"tst_peak_tflops must be > 0, got {self.tst_peak_tflops!r}; pass the device's peak "
                              "dense bf16 TFLOP/s (e.g. 989 for an H100) or leave it unset.")
@@ -150,10 +171,13 @@ class TSTConfig(TrainingArguments):
     @classmethod
     def from_training_arguments(cls, args: TrainingArguments, **tst_fields) -> "TSTConfig":
         """A `TSTConfig` with every `TrainingArguments` field of `args`, the given `tst_*` fields and
-        the TST defaults for the rest (data-token tracking switched on when `args` had it off)."""
+        the TST defaults for the rest; where `args` holds `TrainingArguments`' own default of a field
+        whose default TST changes (data-token tracking, non-blocking copies), TST's applies."""
         values = {f.name: getattr(args, f.name) for f in fields(TrainingArguments) if f.init}
         if values["include_num_input_tokens_seen"] in ("no", False):
             values["include_num_input_tokens_seen"] = "non_padding"
+        if values["accelerator_config"] == AcceleratorConfig():
+            values["accelerator_config"] = None
         return cls(**values, **tst_fields)
 
     @property

@@ -97,13 +97,13 @@ class FusedLMHead:
             return value(self.head.weight, self.head.bias)
         return value if output is None or not output.requires_grad else value + output.sum()
 
-    def multi_hot_loss(self, target_bags: torch.Tensor, weighting: str):
+    def multi_hot_loss(self, target_bags: torch.Tensor, weighting: str, kernel: str = "eager"):
         """The computation, for `running`, of the summed MCE of the head's input through the head against
         `target_bags` (B, L, s): chunked, so the logits never exist."""
         def summed_loss(hidden, autocast_dtype, weight, bias):
             with _as_the_head_ran(hidden, autocast_dtype):
                 return linear_multi_hot_cross_entropy(hidden, weight, target_bags, weighting, bias=bias,
-                                                      reduction="sum", softcap=self.softcap)
+                                                      reduction="sum", softcap=self.softcap, kernel=kernel)
         return summed_loss
 
     def remove(self) -> None:

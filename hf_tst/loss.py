@@ -28,6 +28,8 @@ import functools
 
 import torch
 
+from .extras import require
+
 # Weight of target i = 1..s inside the next bag, before normalisation to sum 1.
 WEIGHTINGS = {
     "uniform": lambda i: torch.ones_like(i),
@@ -37,6 +39,12 @@ WEIGHTINGS = {
     # C0 + a * i^k, fitted by the paper to the mutual information between a token and the i-th next one.
     "fitted_power_law": lambda i: 3.63 + 1.35 * i.pow(-1.25),
 }
+
+# How a chunk's arithmetic runs (`tst_loss_kernel`): "eager", one PyTorch op per pass; "compiled", the same
+# function compiled by torch.compile, which fuses the passes into generated kernels (Triton on CUDA, C++ on
+# CPU); "liger", as "eager" but the chunked LM head's s = 1 case (recovery) on CUDA runs on Liger Kernel's
+# fused linear cross-entropy.
+KERNELS = ("eager", "compiled", "liger")
 
 # Rows of logits the chunked paths hold at once: enough for CHUNK_ELEMENTS logits (64 MiB of float32), or
 # 1/MAX_CHUNKS of all rows if that is more, so that large batches take few passes over the LM head's gradient.
@@ -80,6 +88,18 @@ def _chunk_loss_and_grad(logits: torch.Tensor, targets: torch.Tensor, weights: t
     return loss, grad.mul_(mass) if grad_into is None else torch.mul(grad, mass, out=grad_into)
 
 
+@functools.cache
+def _compiled_chunk_loss_and_grad():
+    return torch.compile(_chunk_loss_and_grad, dynamic=True, fullgraph=True)
+
+
+def _chunk_function(kernel: str):
+    """`_chunk_loss_and_grad` as `kernel` runs it."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r} is unknown; choose one of {', '.join(KERNELS)}.")
+    return _compiled_chunk_loss_and_grad() if kernel == "compiled" else _chunk_loss_and_grad
+
+
 def _chunks(rows: int, vocab_size: int, chunk_rows: int | None):
     step = chunk_rows or max(1, CHUNK_ELEMENTS // vocab_size, -(-rows // MAX_CHUNKS))
     return (slice(start, min(start + step, rows)) for start in range(0, rows, step))
@@ -95,11 +115,12 @@ class _FusedMultiHotCrossEntropy(torch.autograd.Function):
     """Summed MCE of materialised logits (N, V); the gradient is written during forward."""
 
     @staticmethod
-    def forward(ctx, logits, targets, weights, softcap, chunk_rows):
+    def forward(ctx, logits, targets, weights, softcap, chunk_rows, kernel):
+        chunk_loss_and_grad = _chunk_function(kernel)
         grad_logits = torch.empty_like(logits) if logits.requires_grad else None
         total = torch.zeros((), dtype=torch.float32, device=logits.device)
         for rows in _chunks(logits.shape[0], logits.shape[1], chunk_rows):
-            loss, _ = _chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap,
+            loss, _ = chunk_loss_and_grad(logits[rows], targets[rows], weights[rows], softcap,
                                            grad_logits is not None, None if grad_logits is None else grad_logits[rows])
             total += loss
         ctx.grads = (grad_logits,)
@@ -108,7 +129,7 @@ class _FusedMultiHotCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         (grad_logits,) = _take_grads(ctx)
-        return _scaled(grad_logits, grad_output), None, None, None, None
+        return _scaled(grad_logits, grad_output), None, None, None, None, None
 
 
 class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
@@ -116,7 +137,7 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
     gradients of hidden, weight and bias are accumulated during forward."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, weights, softcap, chunk_rows):
+    def forward(ctx, hidden, weight, bias, targets, weights, softcap, chunk_rows, kernel):
         # Matmuls run in the autocast dtype when autocast is on (as the model's own LM head would), else in
         # the hidden states' dtype; gradients are kept in each input's own dtype.
         device_type = hidden.device.type
@@ -128,13 +149,14 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros_like(weight) if weight.requires_grad else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if bias is not None and bias.requires_grad else None
         need_grad = any(g is not None for g in (grad_hidden, grad_weight, grad_bias))
+        chunk_loss_and_grad = _chunk_function(kernel)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         with torch.autocast(device_type, enabled=False):
             for rows in _chunks(hidden.shape[0], weight.shape[0], chunk_rows):
                 h = hidden[rows].to(compute_dtype)
                 logits = h @ w.T if b is None else torch.addmm(b, h, w.T)
                 grad_into = None if logits.dtype == torch.float32 else torch.empty_like(logits)
-                loss, grad = _chunk_loss_and_grad(logits, targets[rows], weights[rows], softcap, need_grad, grad_into)
+                loss, grad = chunk_loss_and_grad(logits, targets[rows], weights[rows], softcap, need_grad, grad_into)
                 total += loss
                 if not need_grad:
                     continue
@@ -152,7 +174,7 @@ class _FusedLinearMultiHotCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         grads = [_scaled(grad, grad_output) for grad in _take_grads(ctx)]
-        return (*grads, None, None, None, None)
+        return (*grads, None, None, None, None, None)
 
 
 def _take_grads(ctx) -> tuple:
@@ -194,6 +216,7 @@ def multi_hot_cross_entropy(
     reduction: str = "mean",
     softcap: float | None = None,
     chunk_rows: int | None = None,
+    kernel: str = "eager",
 ) -> torch.Tensor:
     """Weighted multi-hot cross-entropy of `logits` (..., V) against `target_bags` (..., s).
 
@@ -201,11 +224,13 @@ def multi_hot_cross_entropy(
     none, like `F.cross_entropy`); `"sum"` returns the numerator, for callers that normalise over
     a larger batch (gradient accumulation). `softcap` c applies c * tanh(logits / c) first. The
     result is float32 whatever the logits' dtype; no float32 copy of all the logits is made.
+    `kernel` says how each chunk's arithmetic runs (`KERNELS`); the numerics are the same.
     """
     _check_reduction(reduction)
     targets, weights = _flatten_targets(target_bags, logits.shape[:-1], weighting, ignore_index)
     flat = logits.reshape(-1, logits.shape[-1])
-    return _reduce(_FusedMultiHotCrossEntropy.apply(flat, targets, weights, softcap, chunk_rows), weights, reduction)
+    total = _FusedMultiHotCrossEntropy.apply(flat, targets, weights, softcap, chunk_rows, kernel)
+    return _reduce(total, weights, reduction)
 
 
 def linear_multi_hot_cross_entropy(
@@ -218,33 +243,23 @@ def linear_multi_hot_cross_entropy(
     reduction: str = "mean",
     softcap: float | None = None,
     chunk_rows: int | None = None,
+    kernel: str = "eager",
 ) -> torch.Tensor:
     """`multi_hot_cross_entropy(hidden @ weight.T + bias, target_bags, ...)` without materialising
     the (positions x vocabulary) logits: `hidden` (..., D), `weight` (V, D) as in `nn.Linear`.
 
     Rows are processed `chunk_rows` at a time (default: `CHUNK_ELEMENTS` logits, or 1/`MAX_CHUNKS`
     of the rows if that is more).
-    With s = 1 this is the standard cross-entropy of an LM head; on CUDA that case runs on Liger
-    Kernel's fused linear cross-entropy when it is installed (`pip install hf_tst[gpu]`).
+    With s = 1 this is the standard cross-entropy of an LM head; with `kernel="liger"` that case runs
+    on Liger Kernel's fused linear cross-entropy for CUDA tensors (`pip install hf_tst[gpu]`).
     """
     _check_reduction(reduction)
     targets, weights = _flatten_targets(target_bags, hidden.shape[:-1], weighting, ignore_index)
     flat = hidden.reshape(-1, hidden.shape[-1])
-    if targets.shape[-1] == 1 and _liger_fused_linear_cross_entropy(flat) is not None:
-        labels = target_bags.reshape(-1)
-        total = _liger_fused_linear_cross_entropy(flat)(flat, weight, labels, bias, ignore_index=ignore_index,
-                                                        reduction="sum", softcap=softcap)
+    if kernel == "liger" and targets.shape[-1] == 1 and flat.is_cuda:
+        liger = require("liger_kernel.transformers.functional", "gpu", "kernel='liger'")
+        total = liger.liger_fused_linear_cross_entropy(flat, weight, target_bags.reshape(-1), bias,
+                                                       ignore_index=ignore_index, reduction="sum", softcap=softcap)
         return _reduce(total.float(), weights, reduction)
-    total = _FusedLinearMultiHotCrossEntropy.apply(flat, weight, bias, targets, weights, softcap, chunk_rows)
+    total = _FusedLinearMultiHotCrossEntropy.apply(flat, weight, bias, targets, weights, softcap, chunk_rows, kernel)
     return _reduce(total, weights, reduction)
-
-
-def _liger_fused_linear_cross_entropy(hidden: torch.Tensor):
-    """Liger Kernel's fused linear cross-entropy for CUDA tensors, or None (CPU, or not installed)."""
-    if not hidden.is_cuda:
-        return None
-    try:
-        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
-    except ImportError:
-        return None
-    return liger_fused_linear_cross_entropy

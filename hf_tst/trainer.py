@@ -178,13 +178,14 @@ class TSTTrainer(Trainer):
             targets, weighting = inputs.pop("bag_labels"), self.args.tst_weighting
         else:  # next-token prediction is MCE with bags of one token
             targets, weighting = next_tokens_targets(inputs.pop("labels"), 1), "uniform"
-        running = fused_head.running(fused_head.multi_hot_loss(targets, weighting)) if fused_head else None
+        kernel = self.args.tst_loss_kernel
+        running = fused_head.running(fused_head.multi_hot_loss(targets, weighting, kernel)) if fused_head else None
         with running or contextlib.nullcontext():
             outputs = self._forward(model, inputs, bagged)
         if fused_head:
             loss = fused_head.result()
         else:
-            loss = multi_hot_cross_entropy(outputs.logits, targets, weighting, reduction="sum")
+            loss = multi_hot_cross_entropy(outputs.logits, targets, weighting, reduction="sum", kernel=kernel)
         if num_items_in_batch is None:  # called outside the training loop: a plain mean
             loss = loss / valid_target_weights(targets, weighting).sum()
         else:  # divided by the weight mass of the whole optimizer step

@@ -1,5 +1,7 @@
 """Bad settings fail at construction, naming the field and the fix."""
 
+import sys
+
 import datasets
 import pytest
 import yaml
@@ -96,3 +98,15 @@ def test_processes_launched_without_distributed_arguments_are_refused(tmp_path, 
     args = TSTConfig(output_dir=str(tmp_path), max_steps=10, use_cpu=False, report_to="none")
     with pytest.raises(ValueError, match="2 processes were launched.*pass use_cpu=True"):
         TSTTrainer(model=tiny_llama(), args=args)
+
+
+def test_the_liger_kernel_without_liger_installed_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "liger_kernel", None)
+    with pytest.raises(ImportError, match=r"tst_loss_kernel='liger' needs liger_kernel.*hf_tst\[gpu\]"):
+        TSTConfig(output_dir=str(tmp_path), max_steps=10, tst_loss_kernel="liger")
+
+
+def test_batches_are_copied_to_the_device_without_waiting_unless_the_user_says_otherwise(tmp_path):
+    assert TSTConfig(output_dir=str(tmp_path), max_steps=10).accelerator_config.non_blocking is True
+    chosen = TSTConfig(output_dir=str(tmp_path), max_steps=10, accelerator_config={"non_blocking": False})
+    assert chosen.accelerator_config.non_blocking is False

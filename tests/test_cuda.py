@@ -3,6 +3,8 @@ device run in benchmarks/run_cuda.sh); skipped elsewhere. Independent of conftes
 runs with `pytest --noconftest` on a machine without the test suite's data dependencies; the
 reference is test_loss.py's float64 loop of cross-entropies."""
 
+import importlib.util
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,15 +17,19 @@ from hf_tst.head import FusedLMHead
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("bag_size", [1, 6])  # 1 takes Liger Kernel's fused linear cross-entropy when installed
-def test_chunked_head_under_bf16_autocast_matches_the_materialised_head(bag_size):
+KERNELS = ["eager", "compiled"] + (["liger"] if importlib.util.find_spec("liger_kernel") else [])
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("bag_size", [1, 6])  # with kernel="liger", 1 takes Liger Kernel's fused linear CE
+def test_chunked_head_under_bf16_autocast_matches_the_materialised_head(bag_size, kernel):
     torch.manual_seed(0)
     hidden = torch.randn(4096, 256, device="cuda", requires_grad=True)
     weight = (torch.randn(32768, 256, device="cuda") * 0.05).requires_grad_()
     bags = torch.randint(0, 32768, (4096, bag_size), device="cuda")
     bags[::7, -1] = -100
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        ours = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=1000)
+        ours = linear_multi_hot_cross_entropy(hidden, weight, bags, chunk_rows=1000, kernel=kernel)
         reference = loop_reference(F.linear(hidden, weight), bags, "uniform")
     grads = torch.autograd.grad(ours, (hidden, weight))
     grads_ref = torch.autograd.grad(reference, (hidden, weight))
@@ -33,11 +39,12 @@ def test_chunked_head_under_bf16_autocast_matches_the_materialised_head(bag_size
         torch.testing.assert_close(grad, grad_ref, rtol=2e-2, atol=2e-5)
 
 
-def test_fused_mce_on_bf16_logits_matches_the_loop():
+@pytest.mark.parametrize("kernel", ["eager", "compiled"])
+def test_fused_mce_on_bf16_logits_matches_the_loop(kernel):
     torch.manual_seed(1)
     logits = (torch.randn(2048, 50000, device="cuda") * 3).bfloat16().requires_grad_()
     bags = torch.randint(0, 50000, (2048, 6), device="cuda")
-    ours = multi_hot_cross_entropy(logits, bags, chunk_rows=300)
+    ours = multi_hot_cross_entropy(logits, bags, chunk_rows=300, kernel=kernel)
     reference = loop_reference(logits, bags, "uniform")
     torch.testing.assert_close(ours.double(), reference, rtol=1e-5, atol=1e-5)
     (grad,) = torch.autograd.grad(ours, logits)

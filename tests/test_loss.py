@@ -41,13 +41,14 @@ def bags_with_ignored_targets(bag_size, weighting, vocab_size=50):
     return bags
 
 
+@pytest.mark.parametrize("kernel", ["eager", "compiled"])
 @pytest.mark.parametrize("weighting", list(WEIGHTINGS))
 @pytest.mark.parametrize("bag_size", [1, 4, 6])
-def test_mce_matches_loop_of_cross_entropies_with_ignored_targets(weighting, bag_size):
+def test_mce_matches_loop_of_cross_entropies_with_ignored_targets(weighting, bag_size, kernel):
     torch.manual_seed(bag_size)
     logits = torch.randn(3, 5, 50, requires_grad=True)
     bags = bags_with_ignored_targets(bag_size, weighting)
-    ours = multi_hot_cross_entropy(logits, bags, weighting, chunk_rows=4)  # chunks cut across rows
+    ours = multi_hot_cross_entropy(logits, bags, weighting, chunk_rows=4, kernel=kernel)  # chunks cut across rows
     reference = loop_reference(logits, bags, weighting)
     torch.testing.assert_close(ours.double(), reference, rtol=1e-6, atol=1e-6)
     (grad_ours,) = torch.autograd.grad(ours, logits)
@@ -55,17 +56,20 @@ def test_mce_matches_loop_of_cross_entropies_with_ignored_targets(weighting, bag
     torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("kernel", ["eager", "compiled"])
 @pytest.mark.parametrize("weighting", list(WEIGHTINGS))
 @pytest.mark.parametrize("bag_size", [1, 4, 6])
 @pytest.mark.parametrize("softcap", [None, 3.0])
-def test_linear_mce_matches_lm_head_then_loop_of_cross_entropies(weighting, bag_size, softcap):
+def test_linear_mce_matches_lm_head_then_loop_of_cross_entropies(weighting, bag_size, softcap, kernel):
     """The chunked LM head + MCE against nn.Linear logits (soft-capped as Gemma does) and the loop,
-    for the loss and the gradients of the hidden states, the weight and the bias."""
+    for the loss and the gradients of the hidden states, the weight and the bias; the chunks' arithmetic
+    run eagerly and compiled by torch.compile (the kernels it generates: C++ here, Triton on CUDA)."""
     torch.manual_seed(bag_size)
     hidden = torch.randn(3, 5, 16, requires_grad=True)
     weight, bias = torch.randn(50, 16, requires_grad=True), torch.randn(50, requires_grad=True)
     bags = bags_with_ignored_targets(bag_size, weighting)
-    ours = linear_multi_hot_cross_entropy(hidden, weight, bags, weighting, bias=bias, softcap=softcap, chunk_rows=4)
+    ours = linear_multi_hot_cross_entropy(hidden, weight, bags, weighting, bias=bias, softcap=softcap, chunk_rows=4,
+                                          kernel=kernel)
     logits = F.linear(hidden, weight, bias)
     if softcap is not None:
         logits = softcap * torch.tanh(logits / softcap)

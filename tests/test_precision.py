@@ -43,3 +43,9 @@ def test_torch_compile_compiles_both_phases_without_graph_breaks(make_config, fp
     assert counters["stats"]["unique_graphs"] >= 2  # a superposition graph and a recovery graph
     assert not counters["graph_break"]
     torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=1e-5)
+
+
+def test_the_compiled_loss_kernel_changes_nothing(make_config, fp32_losses):
+    """tst_loss_kernel='compiled': torch.compile generates the chunks' kernels, in both phases, same losses."""
+    _, losses = train(make_config, tst_loss_kernel="compiled")
+    torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=1e-5)
