@@ -137,16 +137,10 @@ class TSTConfig(TrainingArguments):
                              "use 4-8 for TST or 1 to disable superposition.")
         if not 0.0 <= self.tst_ratio <= 1.0:
             raise ValueError(f"tst_ratio must lie in [0, 1], got {self.tst_ratio!r}; the paper uses 0.2-0.4.")
-        if self.tst_weighting not in WEIGHTINGS:
-            raise ValueError(f"tst_weighting={self.tst_weighting!r} is unknown; choose one of {', '.join(WEIGHTINGS)}.")
-        if self.tst_superpose not in SUPERPOSE_MODES:
-            raise ValueError(f"tst_superpose={self.tst_superpose!r} is unknown; "
-                             f"choose one of {', '.join(SUPERPOSE_MODES)}.")
-        if self.tst_fold not in FOLDS:
-            raise ValueError(f"tst_fold={self.tst_fold!r} is unknown; choose one of {', '.join(FOLDS)}.")
-        if self.tst_loss_kernel not in KERNELS:
-            raise ValueError(f"tst_loss_kernel={self.tst_loss_kernel!r} is unknown; "
-                             f"choose one of {', '.join(KERNELS)}.")
+        for spec in fields(self):  # the fields that list their choices (--help shows them too)
+            choices, value = spec.metadata.get("choices"), getattr(self, spec.name)
+            if spec.name.startswith("tst_") and choices and value not in choices:
+                raise ValueError(f"{spec.name}={value!r} is unknown; choose one of {', '.join(choices)}.")
         if self.tst_loss_kernel == "liger":
             require("liger_kernel", "gpu", "tst_loss_kernel='liger'")
         if self.tst_peak_tflops is not None and not self.tst_peak_tflops > 0:
