@@ -6,6 +6,7 @@ TST (the README's "TST in a few lines") trains the first `round(tst_ratio * max_
 `TrainingArguments`.
 """
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field, fields
@@ -161,6 +162,25 @@ class TSTConfig(TrainingArguments):
         if self.tst_ratio == 1.0:
             warnings.warn("tst_ratio=1 leaves no recovery phase: the model is never trained on single tokens "
                           "and will not generate sensibly (the paper found r=1 unusable).", stacklevel=3)
+
+    def __getstate__(self) -> dict:
+        """What pickling stores, and so `training_args.bin` (`torch.save` of the arguments) in the output
+        folder, every checkpoint and every upload: every field but the credentials (`*_token`, the fields
+        `to_dict` redacts for trackers), which come back as None. A resumed run takes its token from the
+        command line or the environment (`HF_TOKEN`), never from disk."""
+        return {name: None if name.endswith("_token") else value for name, value in self.__dict__.items()}
+
+    def __copy__(self) -> "TSTConfig":
+        """A copy in memory keeps the credentials that pickling leaves out."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self, memo: dict) -> "TSTConfig":
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return clone
 
     @classmethod
     def from_training_arguments(cls, args: TrainingArguments, **tst_fields) -> "TSTConfig":

@@ -1,6 +1,7 @@
 """Hub publishing through a substituted client: exactly which files go to which repo and revision,
 and the pushed folders load as plain transformers models."""
 
+import importlib.util
 import shutil
 from concurrent.futures import Future
 from pathlib import Path
@@ -98,3 +99,37 @@ def test_push_recipe_uploads_an_existing_output_folder(tmp_path, hub, make_confi
     assert upload[:3] == ("someone/pushed", "v1", None)
     assert set(upload[3]) == {"README.md", *(["loss_curve.png"] if PLOTS else []), "training_args.bin", *MODEL_FILES}
     AutoModelForCausalLM.from_pretrained(hub.folder("someone/pushed", "v1"))
+
+
+SECRET = "hf_tstTestTokenThatMustNeverBeWritten"
+
+
+def files_holding(root: Path, secret: str) -> list[str]:
+    """The files under `root` whose bytes contain `secret`."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*")
+                  if path.is_file() and secret.encode() in path.read_bytes())
+
+
+def test_the_hub_token_is_in_no_file_the_run_writes_nor_in_any_upload(tmp_path, hub, make_config):
+    """A token passed as hub_token (how a cluster job pushes without a login) stays in memory: the output
+    folder, its checkpoints (training_args.bin is a pickle of the arguments), the card, the trainer state,
+    the tracker's event files, and everything uploaded (switch branch, final push, recipes/push.py) hold
+    none of its bytes; the saved arguments still load, without it."""
+    out = tmp_path / "out"
+    trackers = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
+                         eval_dataset=packed_dataset(8, 16, 97, seed=1),
+                         args=make_config(output_dir=str(out), max_steps=6, tst_ratio=0.5, tst_bag_size=4,
+                                          save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=3,
+                                          push_to_hub=True, hub_model_id="someone/secret-test", hub_token=SECRET,
+                                          report_to=trackers))
+    trainer.train()
+    trainer.save_model()
+    trainer.save_state()
+    trainer.push_to_hub()
+    load_recipe("push").main([str(out), "someone/pushed", "--revision", "v1"])
+    assert trainer.args.hub_token == SECRET  # still there for this run's own pushes
+    assert len(list(out.rglob("training_args.bin"))) >= 4 and hub.uploads
+    assert files_holding(out, SECRET) == [] and files_holding(hub.root, SECRET) == []
+    saved = torch.load(out / "training_args.bin", weights_only=False)
+    assert saved.hub_token is None and saved.max_steps == 6 and saved.hub_model_id == "someone/secret-test"
