@@ -43,9 +43,9 @@ class TSTConfig(TrainingArguments):
 
     - `include_num_input_tokens_seen="non_padding"` (was `"no"`): the data tokens read, all s of a
       bag counted, are the axis on which TST and its baseline differ.
-    - `accelerator_config={"non_blocking": True}` when unset: batches (pinned, as `dataloader_pin_memory`
-      leaves them) are copied to the device without waiting, since a superposition batch is s times
-      the data of a plain one.
+    - `accelerator_config={"non_blocking": True}` when unset and `dataloader_pin_memory` is on: pinned
+      batches are copied to the device without waiting, since a superposition batch is s times the
+      data of a plain one.
 
     `max_steps` must be set when `tst_ratio > 0`: the switch falls at step `round(r * max_steps)`.
     The README's "TST in a few lines" describes the method.
@@ -127,9 +127,10 @@ class TSTConfig(TrainingArguments):
 
     def __post_init__(self):
         self._validate_tst_fields()
-        if self.accelerator_config is None:  # pinned batches copied to the device while the last step runs
-            self.accelerator_config = {"non_blocking": True}
+        accelerator_config_unset = self.accelerator_config is None
         super().__post_init__()
+        if accelerator_config_unset and self.dataloader_pin_memory:  # copied while the last step runs
+            self.accelerator_config.non_blocking = True
 
     def _validate_tst_fields(self) -> None:
         """Refuse a bad TST setting before any model or data is loaded."""

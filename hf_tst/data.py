@@ -25,9 +25,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from transformers.utils import logging
 
 from .arguments import DataArguments
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
+
+logger = logging.get_logger(__name__)
 
 
 class PhasedBlockStream(IterableDataset):
@@ -263,10 +266,11 @@ def load_text(data: DataArguments) -> tuple:
     return mixed("train"), mixed(data.validation_split)
 
 
-def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text"):
+def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text", split: str = "train"):
     """Tokenise a text dataset and pack it into blocks of `block_size` token ids, as transformers'
     run_clm example does: documents joined with the EOS token, the last partial block dropped.
-    Works on a `datasets.Dataset` and on a streaming `datasets.IterableDataset` alike."""
+    Documents with no usable text are skipped first (`usable_documents`). Works on a
+    `datasets.Dataset` and on a streaming `datasets.IterableDataset` alike."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos_token; packing needs one to separate documents.")
 
@@ -278,4 +282,41 @@ def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "t
     columns = dataset.column_names
     if columns is not None and text_column not in columns:
         raise ValueError(f"text_column={text_column!r} is not a column of the dataset (columns: {columns}).")
-    return dataset.map(tokenize_and_pack, batched=True, batch_size=1000, remove_columns=columns)
+    documents = usable_documents(dataset, text_column, split)
+    return documents.map(tokenize_and_pack, batched=True, batch_size=1000, remove_columns=columns)
+
+
+def has_text(document: dict, text_column: str) -> bool:
+    """Whether `document` holds text to train on: a string with something besides whitespace."""
+    text = document.get(text_column)
+    return isinstance(text, str) and text.strip() != ""
+
+
+def usable_documents(dataset, text_column: str, split: str):
+    """`dataset` without its documents whose text is null, empty, whitespace-only, not a string or
+    missing, as real corpora hold them. One warning gives the count skipped (for a stream: from the
+    first skipped document, as they are read). A split without one usable document is refused."""
+    no_text = (f"split {split!r} has no usable text in column {text_column!r} (every document is null, empty, "
+               "whitespace-only, not a string or missing); check --text_column and the data files.")
+    if isinstance(dataset, datasets.IterableDataset):
+        skipped = itertools.count(1)
+
+        def keep(document: dict) -> bool:
+            if has_text(document, text_column):
+                return True
+            if next(skipped) == 1:
+                logger.warning(f"{split}: skipping documents with no usable text in column {text_column!r} (null, "
+                               "empty, whitespace-only, not a string or missing), counted as the stream is read.")
+            return False
+
+        kept = dataset.filter(keep)
+        if next(iter(kept), None) is None:
+            raise ValueError(no_text)
+        return kept
+    kept = dataset.filter(lambda document: has_text(document, text_column))
+    if len(kept) == 0:
+        raise ValueError(no_text)
+    if len(kept) < len(dataset):
+        logger.warning(f"{split}: skipped {len(dataset) - len(kept):,} of {len(dataset):,} documents with no usable "
+                       f"text in column {text_column!r} (null, empty, whitespace-only, not a string or missing).")
+    return kept

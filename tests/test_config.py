@@ -108,5 +108,7 @@ def test_the_liger_kernel_without_liger_installed_is_refused(tmp_path, monkeypat
 
 def test_batches_are_copied_to_the_device_without_waiting_unless_the_user_says_otherwise(tmp_path):
     assert TSTConfig(output_dir=str(tmp_path), max_steps=10).accelerator_config.non_blocking is True
+    unpinned = TSTConfig(output_dir=str(tmp_path), max_steps=10, dataloader_pin_memory=False)
+    assert unpinned.accelerator_config.non_blocking is False  # non-blocking copies need pinned memory
     chosen = TSTConfig(output_dir=str(tmp_path), max_steps=10, accelerator_config={"non_blocking": False})
     assert chosen.accelerator_config.non_blocking is False
