@@ -37,6 +37,7 @@ class TSTConfig(TrainingArguments):
     - `tst_fused_lm_head` (default `True`): LM head and loss computed together, chunk by chunk.
     - `tst_loss_kernel` (default `"eager"`): how the loss's chunks run (`"compiled"`, `"liger"`).
     - `tst_peak_tflops` (default `None`: looked up for known GPUs): a device's peak, for the logged MFU.
+    - `tst_skip_nonfinite_steps` (default `False`): skip a step with a NaN/Inf loss instead of stopping.
     - `tst_allow_changed_settings` (default `False`): resume under other TST settings.
 
     Defaults changed from `TrainingArguments`:
@@ -112,6 +113,13 @@ class TSTConfig(TrainingArguments):
                           "Default: looked up for NVIDIA A100, H100, H200 and B200; elsewhere (CPU included) MFU is "
                           "not logged unless this is set. The achieved TFLOP/s (`tst_tflops_per_device`) is always "
                           "logged."},
+    )
+    tst_skip_nonfinite_steps: bool = field(
+        default=False,
+        metadata={"help": "On a NaN or infinite training loss, skip that optimizer step (no parameter changes; "
+                          "counted as `tst_skipped_steps` in the logs) instead of stopping the run. Off by default: "
+                          "the run stops before the step, naming it and the last complete checkpoint. Not with "
+                          "DeepSpeed, which steps the optimizer inside backward."},
     )
     tst_allow_changed_settings: bool = field(
         default=False,

@@ -20,21 +20,26 @@ def checkpoint_is_complete(folder: str) -> bool:
     return os.path.isfile(os.path.join(folder, TRAINER_STATE))
 
 
+def newest_complete_checkpoint(output_dir: str) -> str | None:
+    """The complete checkpoint folder of `output_dir` with the most steps, or None."""
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    found = sorted(((int(m.group(1)), name) for name in os.listdir(output_dir)
+                    if (m := pattern.match(name))), reverse=True) if os.path.isdir(output_dir) else []
+    return next((os.path.join(output_dir, name) for _, name in found
+                 if checkpoint_is_complete(os.path.join(output_dir, name))), None)
+
+
 def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
     """The checkpoint folder to resume from: the given one, or with `True` the newest complete one
     in `output_dir`. A folder whose save was interrupted (no trainer state) is refused by name."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint is True:
-        pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-        found = sorted(((int(m.group(1)), name) for name in os.listdir(output_dir)
-                        if (m := pattern.match(name))), reverse=True) if os.path.isdir(output_dir) else []
-        complete = [os.path.join(output_dir, name) for _, name in found
-                    if checkpoint_is_complete(os.path.join(output_dir, name))]
-        if not complete:
+        newest = newest_complete_checkpoint(output_dir)
+        if newest is None:
             raise ValueError(f"resume_from_checkpoint=True, but {output_dir} holds no complete checkpoint; "
                              "start without resume_from_checkpoint or point it at a checkpoint folder.")
-        return complete[0]
+        return newest
     if not checkpoint_is_complete(resume_from_checkpoint):
         raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint (no "
                          f"{TRAINER_STATE}: the save was interrupted, or the path is wrong); resume from an earlier "

@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
@@ -23,7 +24,7 @@ from .data import PhasedBlockStream, TSTDataCollator
 from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
-from .resume import check_resume_settings, resolve_checkpoint
+from .resume import check_resume_settings, newest_complete_checkpoint, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
 from .switch import SwitchWatch
 from .throughput import ThroughputMeter, peak_tflops
@@ -78,6 +79,11 @@ class TSTTrainer(Trainer):
         self._block_stream = None  # the training data stream, made with the train dataloader
         self._switch_watch = None  # the recovery steps' losses after the switch, made by train()
         self._throughput = None  # FLOPs and data tokens per logging window, made by train()
+        self._nonfinite = None  # whether the current optimizer step has seen a NaN/Inf loss (a device tensor)
+        self._skip_step, self._skipped_steps = False, 0  # tst_skip_nonfinite_steps
+        if args.tst_skip_nonfinite_steps and self.is_deepspeed_enabled:
+            raise ValueError("tst_skip_nonfinite_steps=True cannot skip a step under DeepSpeed, which steps the "
+                             "optimizer inside backward; leave it False (the run then stops before the step).")
 
     def run_settings(self) -> dict:
         """The settings that place the phase switch and the data position; checkpoints record them.
@@ -160,13 +166,47 @@ class TSTTrainer(Trainer):
             superposed = "bag_labels" in inputs and self.args.tst_superpose != "output"
             self._throughput.add_micro_batch(rows, length // self.args.tst_bag_size if superposed else length)
         loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._skip_step:  # the optimizer leaves every parameter whose gradient is None as it is
+            self._skip_step = False
+            self._skipped_steps += 1
+            model.zero_grad(set_to_none=True)
         if self._switch_watch is not None and self._switch_watch.watches(self.state.global_step):
             self._switch_watch.add_micro_batch(loss)
         return loss
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Multi-hot cross-entropy for bagged batches, standard causal-LM loss for plain ones. In training,
-        both come from the fused LM head when the model allows it (the logits are never materialised)."""
+        both come from the fused LM head when the model allows it (the logits are never materialised), and
+        a non-finite loss is caught before its backward (`_check_finite`)."""
+        result = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if model.training and not return_outputs:
+            self._check_finite(result)
+        return result
+
+    def _check_finite(self, loss) -> None:
+        """On the optimizer step's last micro-batch, before its backward (DeepSpeed steps the optimizer inside
+        backward), and alike on every process: if any of the step's losses was NaN or infinite, stop the run,
+        or with `tst_skip_nonfinite_steps` mark the step to be skipped. One device sync per step."""
+        nonfinite = ~torch.isfinite(loss.detach())
+        self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
+        if not self.accelerator.sync_gradients:
+            return
+        nonfinite, self._nonfinite = self._nonfinite, None
+        if not self.accelerator.reduce(nonfinite.float(), "sum").item():
+            return
+        if self.args.tst_skip_nonfinite_steps:
+            self._skip_step = True
+            return
+        step = self.state.global_step + 1
+        phase = "superposition" if step <= self.args.superposition_steps else "recovery"
+        checkpoint = newest_complete_checkpoint(self.args.output_dir)
+        raise FloatingPointError(
+            f"non-finite training loss at step {step} ({phase} phase); the run stopped before that step's "
+            f"optimizer update, so nothing after step {step - 1} was trained or saved. Last complete checkpoint: "
+            f"{checkpoint or 'none'}. Resume from it (--resume_from_checkpoint last) with a lower learning_rate or "
+            "stronger max_grad_norm, or set tst_skip_nonfinite_steps=True to skip such steps.")
+
+    def _compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         bagged = "bag_labels" in inputs
         fused_head = self._fused_lm_head(model) if model.training and not return_outputs else None
         if not bagged and fused_head is None:
@@ -284,6 +324,8 @@ class TSTTrainer(Trainer):
                 logs["tst_phase"] = "superposition" if in_superposition else "recovery"
             if in_superposition:
                 logs["mce_loss"] = logs["loss"]
+            if self.args.tst_skip_nonfinite_steps:
+                logs["tst_skipped_steps"] = self._skipped_steps
             if self._throughput is not None:
                 tracked = self.args.include_num_input_tokens_seen not in ("no", False)
                 logs.update(self._throughput.end_window(self.state.num_input_tokens_seen if tracked else None))
