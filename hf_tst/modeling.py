@@ -1,9 +1,13 @@
 """The model of a pre-training run: built from a config (from scratch) or loaded (continued
 pre-training), optionally wrapped in a LoRA adapter."""
 
+from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
+from transformers.utils import logging
 
 from .arguments import ModelArguments
+
+logger = logging.get_logger(__name__)
 
 
 def load_model(model_args: ModelArguments, tokenizer):
@@ -30,3 +34,28 @@ def with_lora(model, model_args: ModelArguments):
     return get_peft_model(model, LoraConfig(
         r=model_args.lora_r, lora_alpha=model_args.lora_alpha, target_modules="all-linear",
         modules_to_save=[name.rsplit(".", 1)[-1] for name in names] if model_args.lora_train_embeddings else None))
+
+
+def check_positions(model, positions: int) -> None:
+    """Refuse rows of more `positions` than a learned (absolute) position table holds, where the model
+    would index past it; warn when a model without one (rotary, ALiBi) goes past its configured maximum.
+    A superposition row runs on as many positions as a plain one (the block size L)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not limit or positions <= limit:
+        return
+    name = type(model).__name__
+    if learned_position_table(model, limit):
+        raise ValueError(f"block_size={positions}: rows of {positions} positions are longer than {name}'s learned "
+                         f"position table ({limit} positions, max_position_embeddings); use --block_size {limit} "
+                         "or less.")
+    logger.warning(f"block_size={positions} is past {name}'s max_position_embeddings={limit}: its positions "
+                   "extrapolate beyond what it was configured for.")
+
+
+def learned_position_table(model, limit: int) -> bool:
+    """Whether `model` has a learned position embedding of about `limit` rows (GPT-2's wpe, OPT's offset
+    table), besides its token embedding."""
+    tokens = model.get_input_embeddings()
+    return any(isinstance(module, nn.Embedding) and module is not tokens and limit <= module.num_embeddings <= limit + 2
+               for module in model.modules())

@@ -24,6 +24,7 @@ from .data import PhasedBlockStream, TSTDataCollator
 from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
+from .modeling import check_positions
 from .resume import check_resume_settings, newest_complete_checkpoint, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
 from .switch import SwitchWatch
@@ -393,6 +394,9 @@ def _check_before_training(model, args: TSTConfig, train_dataset, processing_cla
     if columns is not None and "input_ids" not in columns:
         raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
                          "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
+    map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
+    if model is not None and map_style and len(train_dataset):
+        check_positions(model, len(train_dataset[0]["input_ids"]))  # a row's positions: its block's length
 
 
 def _vocab_size(model) -> int | None:

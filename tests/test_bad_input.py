@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import packed_dataset, tiny_llama
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from hf_tst import TSTTrainer
 
@@ -47,3 +47,23 @@ def test_tokenizer_larger_than_the_model_vocabulary(make_config):
     with pytest.raises(ValueError, match=r"8192 tokens but the model's input embedding only 97 rows.*"
                                          r"resize_token_embeddings\(8192\)"):
         TSTTrainer(model=tiny_llama(), processing_class=tokenizer, args=make_config(max_steps=4))
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "opt"])
+def test_blocks_longer_than_a_learned_position_table_are_refused_with_the_fix(model_type, make_config):
+    config = AutoConfig.for_model(model_type, vocab_size=97, n_embd=32, n_layer=1, n_head=2, n_positions=32,
+                                  hidden_size=32, ffn_dim=64, num_hidden_layers=1, num_attention_heads=2,
+                                  word_embed_proj_dim=32, max_position_embeddings=32)
+    model = AutoModelForCausalLM.from_config(config)
+    with pytest.raises(ValueError, match=r"block_size=64: rows of 64 positions are longer than .*learned position "
+                                         r"table \(32 positions.*use --block_size 32 or less"):
+        TSTTrainer(model=model, args=make_config(max_steps=4), train_dataset=packed_dataset(64, 64, 97))
+    TSTTrainer(model=model, args=make_config(max_steps=4), train_dataset=packed_dataset(64, 32, 97))  # fits
+
+
+def test_a_rotary_model_past_its_configured_maximum_is_warned_about(make_config, caplog):
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32))
+    with caplog.at_level("WARNING", logger="hf_tst.modeling"):
+        TSTTrainer(model=model, args=make_config(max_steps=4), train_dataset=packed_dataset(64, 64, 97))
+    assert "block_size=64 is past LlamaForCausalLM's max_position_embeddings=32" in caplog.text
