@@ -2,9 +2,10 @@
 
 A forward pre-hook on the model's output embedding takes the hidden states the LM head would
 receive and hands the head zero positions instead, so the model returns empty logits and
-whatever it does to logits after the head runs on nothing. The loss then applies the head one
-chunk of positions at a time (`linear_multi_hot_cross_entropy`), so neither the (positions x
-vocabulary) logits nor their float32 copy ever exist.
+whatever it does to logits after the head runs on nothing. The loss applies the head one chunk of
+positions at a time (`linear_multi_hot_cross_entropy`), after the forward, or, for a ZeRO-3 or
+FSDP2-sharded weight, inside the head's forward where the weight is gathered; so neither the
+(positions x vocabulary) logits nor their float32 copy ever exist.
 
 This is right only when the model's logits are exactly the head's output, soft-capped or not
 (Gemma's `final_logit_softcapping`, which the loss applies itself). `fused_head_problem` checks that
