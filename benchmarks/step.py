@@ -30,7 +30,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallb
 from transformers.trainer_callback import PrinterCallback
 
 from hf_tst import TSTConfig, TSTTrainer
-from hf_tst.throughput import attention_flops_per_position, matmul_parameters, peak_tflops
+from hf_tst.throughput import ModelFlops, peak_tflops
 
 MODELS = {  # name: (config folder, overrides)
     "tiny": ("recipes/models/tiny-llama", {}),
@@ -122,11 +122,6 @@ def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMete
     return meter
 
 
-def model_flops_per_step(model, rows: int, positions: int) -> float:
-    """Model FLOPs of a training step of `rows` rows run on `positions` positions each."""
-    return rows * positions * (6 * matmul_parameters(model) + attention_flops_per_position(model, positions))
-
-
 def main():
     args = parse_args()
     device = torch.device(args.device)
@@ -154,7 +149,7 @@ def main():
     peaks = {n: max(p for m in meters[n] for p in m.peaks) for n in variants}
     data_tokens = {"baseline": B * L, "recovery": B * L, "superposition": s * B * L, "batch fold": s * B * L}
     shapes = {"baseline": (B, L), "recovery": (B, L), "superposition": (B, L), "batch fold": (s * B, L // s)}
-    peak = peak_tflops(device)
+    peak, model_flops = peak_tflops(device), ModelFlops(initial)
     throughput = {n: data_tokens[n] / seconds[n] for n in variants}
     rows = []
     for n in variants:
@@ -164,7 +159,7 @@ def main():
                f"{throughput[n]:,.0f}", f"{ratio:.2f} ({ratio / folded:.2f}×s)" if folded > 1 else f"{ratio:.2f}",
                mib(peaks[n]), f"{peaks[n] / peaks['baseline']:.2f}"]
         if peak:
-            row.append(f"{model_flops_per_step(initial, *shapes[n]) / seconds[n] / 1e12 / peak:.1%}")
+            row.append(f"{model_flops(*shapes[n]) / seconds[n] / 1e12 / peak:.1%}")
         rows.append(row)
     header = ["step", "ms/step", "of which data wait", "data tokens/step", "data tokens/s", "throughput ÷ baseline",
               "peak step memory", "memory ÷ baseline"] + (["MFU"] if peak else [])

@@ -40,7 +40,7 @@ def check_positions(model, positions: int) -> None:
     """Refuse rows of more `positions` than a learned (absolute) position table holds, where the model
     would index past it; warn when a model without one (rotary, ALiBi) goes past its configured maximum.
     A superposition row runs on as many positions as a plain one (the block size L)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = model.config.get_text_config()
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
     if not limit or positions <= limit:
         return

@@ -35,7 +35,7 @@ def peak_tflops(device: torch.device) -> float | None:
 
 def matmul_parameters(model) -> float:
     """N: the weights used in matrix multiplies per position (see the module docstring)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = model.config.get_text_config()
     experts = getattr(config, "num_experts", None) or getattr(config, "num_local_experts", None)
     active = getattr(config, "num_experts_per_tok", None)
     embedding = model.get_input_embeddings().weight
@@ -51,14 +51,27 @@ def matmul_parameters(model) -> float:
     return total
 
 
-def attention_flops_per_position(model, positions: int) -> float:
-    """12 * n_layers * n_heads * head_dim * P, or 0 for a config without those fields."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+def attention_flops_coefficient(model) -> float:
+    """12 * n_layers * n_heads * head_dim: attention's FLOPs per position, per position of its row (P);
+    0 for a config without those fields."""
+    config = model.config.get_text_config()
     layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
     if not (layers and heads):
         return 0.0
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return 12.0 * layers * heads * head_dim * positions
+    return 12.0 * layers * heads * head_dim
+
+
+class ModelFlops:
+    """The training FLOPs of `rows` rows of `positions` positions through `model` (the module
+    docstring's count), its parameters counted once."""
+
+    def __init__(self, model):
+        self.matmul_parameters = matmul_parameters(model)
+        self.attention_coefficient = attention_flops_coefficient(model)
+
+    def __call__(self, rows: int, positions: int) -> float:
+        return rows * positions * (6.0 * self.matmul_parameters + self.attention_coefficient * positions)
 
 
 class ThroughputMeter:
@@ -69,8 +82,7 @@ class ThroughputMeter:
     between windows are not timed."""
 
     def __init__(self, model, peak: float | None):
-        self.matmul_parameters = matmul_parameters(model)
-        self.model = model
+        self.model_flops = ModelFlops(model)
         self.peak = peak
         self.window_start, self.tokens_at_start, self.flops = None, 0, 0.0
 
@@ -80,8 +92,7 @@ class ThroughputMeter:
 
     def add_micro_batch(self, rows: int, positions: int) -> None:
         """A micro-batch of `rows` rows, each run on `positions` positions."""
-        per_position = 6.0 * self.matmul_parameters + attention_flops_per_position(self.model, positions)
-        self.flops += rows * positions * per_position
+        self.flops += self.model_flops(rows, positions)
 
     def end_window(self, tokens_seen: int | None) -> dict[str, float]:
         """`tst_data_tokens_per_second` (all devices; when tokens are tracked), `tst_tflops_per_device` and,

@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 from hf_tst import TSTTrainer
-from hf_tst.throughput import attention_flops_per_position, matmul_parameters
+from hf_tst.throughput import ModelFlops
 
 
 def test_tensorboard_event_file_holds_the_tst_scalars(make_config, tmp_path):
@@ -53,5 +53,5 @@ def test_model_flops_formula_matches_torch_flop_counter(model_class, config):
     ids = torch.randint(0, 97, (rows, positions))
     with FlopCounterMode(display=False) as counter:
         model(input_ids=ids, labels=ids).loss.backward()
-    expected = rows * positions * (6 * matmul_parameters(model) + attention_flops_per_position(model, positions))
+    expected = ModelFlops(model)(rows, positions)
     assert counter.get_total_flops() == pytest.approx(expected, rel=0.015)
