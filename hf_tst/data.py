@@ -294,19 +294,21 @@ def has_text(document: dict, text_column: str) -> bool:
 
 def usable_documents(dataset, text_column: str, split: str):
     """`dataset` without its documents whose text is null, empty, whitespace-only, not a string or
-    missing, as real corpora hold them. One warning gives the count skipped (for a stream: from the
-    first skipped document, as they are read). A split without one usable document is refused."""
+    missing, as real corpora hold them. One warning gives the count skipped (a stream, read lazily, warns
+    at its first skipped document instead). A split without one usable document is refused."""
     no_text = (f"split {split!r} has no usable text in column {text_column!r} (every document is null, empty, "
                "whitespace-only, not a string or missing); check --text_column and the data files.")
     if isinstance(dataset, datasets.IterableDataset):
-        skipped = itertools.count(1)
+        warned = False
 
         def keep(document: dict) -> bool:
+            nonlocal warned
             if has_text(document, text_column):
                 return True
-            if next(skipped) == 1:
+            if not warned:
+                warned = True
                 logger.warning(f"{split}: skipping documents with no usable text in column {text_column!r} (null, "
-                               "empty, whitespace-only, not a string or missing), counted as the stream is read.")
+                               "empty, whitespace-only, not a string or missing) as the stream is read.")
             return False
 
         kept = dataset.filter(keep)
