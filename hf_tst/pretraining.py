@@ -22,14 +22,15 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, script_args: 
     resumes from the newest complete checkpoint there."""
     set_seed(args.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
-    model = with_lora(load_model(model_args, tokenizer), model_args)
-    check_positions(model, data_args.block_size)
     train_text, eval_text = load_text(data_args)
     with args.main_process_first(desc="tokenising and packing"):
         train = pack_text_dataset(train_text, tokenizer, data_args.block_size, data_args.text_column, "train")
         held_out = pack_text_dataset(eval_text, tokenizer, data_args.block_size, data_args.text_column, "validation")
     held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
                 else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
+    model = with_lora(load_model(model_args, tokenizer), model_args)
+    if data_args.streaming:  # TSTTrainer checks the rows of map-style data itself; a stream it cannot peek at
+        check_positions(model, data_args.block_size)
 
     trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
                          processing_class=tokenizer)
