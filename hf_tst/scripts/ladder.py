@@ -42,7 +42,7 @@ from ..ladder import (
 )
 from ..parser import TSTParser
 from ..pretraining import train_variant
-from ..resume import checkpoint_is_complete
+from ..resume import checkpoint_is_complete, newest_complete_checkpoint
 from ..switch import switch_figures
 
 
@@ -76,9 +76,8 @@ def finished(run_dir: str) -> dict | None:
 
 def checkpointed_steps(run_dir: str) -> int:
     """Steps of the newest complete checkpoint in `run_dir` (0 when it has none)."""
-    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
-    return max((int(name.split("-")[1]) for name in names
-                if name.startswith("checkpoint-") and checkpoint_is_complete(os.path.join(run_dir, name))), default=0)
+    newest = newest_complete_checkpoint(run_dir)
+    return 0 if newest is None else int(newest.rsplit("-", 1)[1])
 
 
 def train_once(train: Callable[..., dict], run_dir: str, start_from: str | None = None, **overrides) -> None:
