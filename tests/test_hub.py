@@ -1,6 +1,7 @@
 """Hub publishing through a substituted client: exactly which files go to which repo and revision,
 and the pushed folders load as plain transformers models."""
 
+import copy
 import importlib.util
 import shutil
 from concurrent.futures import Future
@@ -129,6 +130,7 @@ def test_the_hub_token_is_in_no_file_the_run_writes_nor_in_any_upload(tmp_path, 
     trainer.push_to_hub()
     load_recipe("push").main([str(out), "someone/pushed", "--revision", "v1"])
     assert trainer.args.hub_token == SECRET  # still there for this run's own pushes
+    assert copy.copy(trainer.args).hub_token == copy.deepcopy(trainer.args).hub_token == SECRET  # copies in memory
     assert len(list(out.rglob("training_args.bin"))) >= 4 and hub.uploads
     assert files_holding(out, SECRET) == [] and files_holding(hub.root, SECRET) == []
     saved = torch.load(out / "training_args.bin", weights_only=False)
