@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from transformers import TrainerCallback
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
@@ -76,6 +77,32 @@ class PeakMemory:
             synchronize(self.device)
             return torch.cuda.max_memory_allocated(self.device) - self._before
         return _resident_kib("VmHWM") * 1024 - self._before
+
+
+class StepMeter(TrainerCallback):
+    """Times each optimizer step from the previous step's end (data loading included), the part of
+    it spent waiting for the batch (before the step begins), and the peak memory allocated
+    meanwhile, skipping the first `warmup` steps; `steps` holds the step number of each figure."""
+
+    def __init__(self, device: torch.device, warmup: int):
+        self.device, self.warmup = device, warmup
+        self.memory = PeakMemory(device)
+        self.steps, self.seconds, self.data_seconds, self.peaks = [], [], [], []
+        self._last = None
+        self._begin = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._begin = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        synchronize(self.device)
+        if self._last is not None and state.global_step > self.warmup:
+            self.steps.append(state.global_step)
+            self.seconds.append(time.perf_counter() - self._last)
+            self.data_seconds.append(self._begin - self._last)
+            self.peaks.append(self.memory.stop())
+        self.memory.start()
+        self._last = time.perf_counter()
 
 
 def peak_bytes(call: Callable[[], object], device: torch.device) -> int:

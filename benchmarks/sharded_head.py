@@ -2,8 +2,9 @@
 logits (`tst_fused_lm_head` True vs False), two processes under each launch config, on CPU (gloo).
 
 Each variant is its own `accelerate launch` (a process's peak resident set only grows), on the same
-model, data and steps; a step's memory is the peak it allocates above what was allocated when it
-began (`measure.PeakMemory`), the largest over the measured steps of each phase and both processes.
+model, data and steps; a step's memory is the peak allocated from the previous step's end to its own
+above what was allocated then (`measure.StepMeter`), the largest over each phase's steps after its
+first, and over both processes.
 
     python benchmarks/sharded_head.py [--configs zero3,ddp] [--vocab_size 65536] [--block_size 256]
 """
@@ -16,8 +17,8 @@ import sys
 import tempfile
 
 import torch
-from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, publish
-from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
+from measure import StepMeter, configure_cpu_allocator, markdown_table, mib, publish
+from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.trainer_callback import PrinterCallback
 
 from hf_tst import TSTConfig, TSTTrainer
@@ -39,22 +40,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class PhasePeaks(TrainerCallback):
-    """The peak memory of every step after the first of each phase, by phase."""
-
-    def __init__(self, switch: int):
-        self.switch, self.memory, self.peaks = switch, PeakMemory(torch.device("cpu")), {}
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self.memory.start()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        peak = self.memory.stop()
-        if state.global_step not in (1, self.switch + 1):  # the first step of a phase also builds its state
-            phase = "superposition" if state.global_step <= self.switch else "recovery"
-            self.peaks[phase] = max(self.peaks.get(phase, 0), peak)
-
-
 def worker(args) -> None:
     """One variant, in each launched process; prints this process's peaks."""
     configure_cpu_allocator()
@@ -69,13 +54,17 @@ def worker(args) -> None:
                        per_device_train_batch_size=args.batch_size, tst_fused_lm_head=args.fused == "true",
                        use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True,
                        dataloader_pin_memory=False)
-    peaks = PhasePeaks(config.superposition_steps)
-    trainer = TSTTrainer(model=model, args=config, train_dataset=data, callbacks=[peaks])
+    meter = StepMeter(torch.device("cpu"), warmup=0)
+    trainer = TSTTrainer(model=model, args=config, train_dataset=data, callbacks=[meter])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     used = trainer._fused_head is not None and trainer._fused_head[1] is not None
-    print("RESULT " + json.dumps({"rank": trainer.args.process_index, "fused_head_used": used, **peaks.peaks}),
-          flush=True)
+    switch, peaks = config.superposition_steps, {}
+    for step, peak in zip(meter.steps, meter.peaks, strict=True):
+        if step != switch + 1:  # the first recovery step also builds that phase's state
+            phase = "superposition" if step <= switch else "recovery"
+            peaks[phase] = max(peaks.get(phase, 0), peak)
+    print("RESULT " + json.dumps({"rank": trainer.args.process_index, "fused_head_used": used, **peaks}), flush=True)
     sys.stdout.flush()
     os._exit(0)  # DeepSpeed's CPU communication op may abort in interpreter teardown after a good run
 

@@ -21,12 +21,11 @@ import argparse
 import copy
 import statistics
 import tempfile
-import time
 import warnings
 
 import torch
-from measure import PeakMemory, configure_cpu_allocator, markdown_table, mib, publish, synchronize
-from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+from measure import StepMeter, configure_cpu_allocator, markdown_table, mib, publish
+from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from hf_tst import TSTConfig, TSTTrainer
@@ -54,31 +53,6 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=None, help="dataloader_num_workers (CPU 0, CUDA 4)")
     parser.add_argument("--output", help="also write the table (markdown) to this file")
     return parser.parse_args()
-
-
-class StepMeter(TrainerCallback):
-    """Times each optimizer step from the previous step's end (data loading included), the part of
-    it spent waiting for the batch (before the step begins), and the peak memory allocated
-    meanwhile, skipping the first `warmup` steps."""
-
-    def __init__(self, device: torch.device, warmup: int):
-        self.device, self.warmup = device, warmup
-        self.memory = PeakMemory(device)
-        self.seconds, self.data_seconds, self.peaks = [], [], []
-        self._last = None
-        self._begin = None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._begin = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        synchronize(self.device)
-        if self._last is not None and state.global_step > self.warmup:
-            self.seconds.append(time.perf_counter() - self._last)
-            self.data_seconds.append(self._begin - self._last)
-            self.peaks.append(self.memory.stop())
-        self.memory.start()
-        self._last = time.perf_counter()
 
 
 class PackedBlocks(torch.utils.data.Dataset):
