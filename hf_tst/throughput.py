@@ -6,9 +6,11 @@ nanotron and LitGPT count them), forward and backward (3x the forward's 2 FLOPs 
 
     6 * N  +  12 * n_layers * n_heads * head_dim * P
 
-N is the number of weights used in matrix multiplies: every parameter except the input embedding
-table (a lookup), plus the LM head even when it is tied to that table; a mixture-of-experts layer
-counts only the `num_experts_per_tok` of its `num_experts` that each token visits. The second term is
+N is the number of weights used in matrix multiplies: every parameter except those of embedding
+tables (lookups: the token embedding, and learned position tables such as GPT-2's `wpe` and OPT's),
+plus the LM head even when it is tied to the token embedding; a mixture-of-experts layer counts only
+the `num_experts_per_tok` of its routed experts (`num_experts`, `num_local_experts` or DeepSeek's
+`n_routed_experts`) that each token visits, while shared experts and routers count in full. The second term is
 attention's scores and weighted sum over a row of P positions (causal masking not discounted,
 sliding windows not modelled). A superposition step runs the model on the same P positions as a
 plain step (sequence folding) or on P / s (batch folding); the mean over a bag's s embeddings and the
@@ -19,47 +21,53 @@ either: MFU measures useful work.
 import time
 
 import torch
+from torch import nn
 
-# Peak dense bf16 TFLOP/s of one device, by a substring of torch.cuda.get_device_name (first match).
-PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100", 989.0), ("H200", 989.0), ("GH200", 989.0), ("B200", 2250.0),
-               ("A100", 312.0))
+# Peak dense bf16 TFLOP/s of one device, by a substring of torch.cuda.get_device_name.
+PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "GH200": 989.0, "B200": 2250.0, "A100": 312.0}
+ROUTED_EXPERTS = ("num_experts", "num_local_experts", "n_routed_experts")  # config names of a layer's routed experts
 
 
 def peak_tflops(device: torch.device) -> float | None:
     """The device's peak dense bf16 TFLOP/s from `PEAK_TFLOPS`, or None when unknown (CPU included)."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_TFLOPS if key in name), None)
+    return None if device.type != "cuda" else peak_for_name(torch.cuda.get_device_name(device))
+
+
+def peak_for_name(device_name: str) -> float | None:
+    """The peak of the longest `PEAK_TFLOPS` key within `device_name` ("NVIDIA GH200" is a GH200, not an H200)."""
+    keys = [key for key in PEAK_TFLOPS if key in device_name]
+    return PEAK_TFLOPS[max(keys, key=len)] if keys else None
 
 
 def matmul_parameters(model) -> float:
     """N: the weights used in matrix multiplies per position (see the module docstring)."""
     config = model.config.get_text_config()
-    experts = getattr(config, "num_experts", None) or getattr(config, "num_local_experts", None)
+    experts = next((value for name in ROUTED_EXPERTS if (value := getattr(config, name, None))), None)
     active = getattr(config, "num_experts_per_tok", None)
-    embedding = model.get_input_embeddings().weight
+    tables = {id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()}
     head = model.get_output_embeddings()
     total = 0.0
     for name, parameter in model.named_parameters():
         count = getattr(parameter, "ds_numel", parameter.numel())  # ZeRO-3 keeps the full size in ds_numel
-        if parameter is embedding:
+        if id(parameter) in tables:
             continue
         total += count * active / experts if experts and active and ".experts." in f".{name}." else count
-    if head is not None and head.weight is embedding:
-        total += getattr(embedding, "ds_numel", embedding.numel())
+    if head is not None and id(head.weight) in tables:  # tied to the token embedding: a lookup there, a matmul here
+        total += getattr(head.weight, "ds_numel", head.weight.numel())
     return total
 
 
 def attention_flops_coefficient(model) -> float:
     """12 * n_layers * n_heads * head_dim: attention's FLOPs per position, per position of its row (P);
-    0 for a config without those fields."""
+    6 * n_layers * n_heads * (qk_head_dim + v_head_dim) where queries and values differ in width
+    (DeepSeek's multi-head latent attention); 0 for a config without those fields."""
     config = model.config.get_text_config()
     layers, heads = getattr(config, "num_hidden_layers", None), getattr(config, "num_attention_heads", None)
     if not (layers and heads):
         return 0.0
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return 12.0 * layers * heads * head_dim
+    query_key, value = getattr(config, "qk_head_dim", None) or head_dim, getattr(config, "v_head_dim", None) or head_dim
+    return 6.0 * layers * heads * (query_key + value)
 
 
 class ModelFlops:
