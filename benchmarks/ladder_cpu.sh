@@ -14,12 +14,12 @@ mkdir -p outputs
 [ -f outputs/study-corpus/train.jsonl ] || python benchmarks/study_corpus.py
 LADDER=(python recipes/ladder.py --config recipes/configs/tiny.yaml --disable_tqdm true
         --train_files outputs/study-corpus/train.jsonl --validation_files outputs/study-corpus/validation.jsonl
-        --ladder_dir outputs/ladder-tiny --budgets 500,1000,2000,4000 --baseline_budgets 250,350,6000)
+        --ladder_dir outputs/ladder-tiny --budgets 500 1000 2000 4000 --baseline_budgets 250 350 6000)
 SECOND=(--tst_bag_size 4 --tst_ratio 0.2)
 
 "${LADDER[@]}" --runs baseline > outputs/ladder-baseline.log 2>&1 &
 "${LADDER[@]}" --runs tst > outputs/ladder-s6.log 2>&1 &
-"${LADDER[@]}" "${SECOND[@]}" --runs tst --budgets 500,1000,2000 > outputs/ladder-second.log 2>&1 &
+"${LADDER[@]}" "${SECOND[@]}" --runs tst --budgets 500 1000 2000 > outputs/ladder-second.log 2>&1 &
 "${LADDER[@]}" "${SECOND[@]}" --runs tst --budgets 4000 > outputs/ladder-second-4000.log 2>&1 &
 wait
 "${LADDER[@]}" > /dev/null  # both reports, now that every run has finished

@@ -42,6 +42,14 @@ def loss_at(curve: list[tuple[int, float, int]], step: int) -> float | None:
     return curve[0][1] if curve and curve[0][0] == step else None
 
 
+def held_out_at_switch(tst: list[tuple[int, float, int]], baseline: list[tuple[int, float, int]],
+                       switch_step: int) -> dict:
+    """Held-out loss at the switch: TST's evaluation there (the model as superposition left it; None when it
+    did not evaluate there) and the baseline's at the same step (interpolated between its evaluations)."""
+    return {"tst": dict((step, loss) for step, loss, _ in tst).get(switch_step),
+            "baseline": loss_at(baseline, switch_step)}
+
+
 def equal_loss_speedup(baseline: list[tuple[int, float, int]], tst: list[tuple[int, float, int]]) -> dict:
     """The speedup of TST over the baseline at TST's final eval loss, with the numbers it rests on."""
     tst_steps, tst_loss, _ = tst[-1]

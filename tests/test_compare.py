@@ -57,7 +57,7 @@ def test_compare_recipe_writes_a_report(tmp_path, monkeypatch):
 def test_sweep_recipe_tabulates_a_grid_against_one_baseline(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     result = load_recipe("sweep").main([
-        *TINY_SHRUNK, "--sweep_dir", str(tmp_path), "--bag_sizes", "2,4", "--ratios", "0.5",
+        *TINY_SHRUNK, "--sweep_dir", str(tmp_path), "--bag_sizes", "2", "4", "--ratios", "0.5",
         "--max_steps", "4", "--eval_steps", "100"])
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [(run["s"], run["r"]) for run in saved["runs"]] == [(2, 0.5), (4, 0.5)]

@@ -1,5 +1,6 @@
 """The budget ladder: speedups and the crossover against hand-computed interpolations, branched baseline
-decays against independent runs of their budgets, and recipes/ladder.py end to end (shrunk), resumed."""
+decays against independent runs of their budgets, recipes/ladder.py end to end (shrunk), resumed; and a
+ladder folder that refuses to be reused under other settings."""
 
 import functools
 import json
@@ -8,9 +9,18 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, needs_plots
+from conftest import TINY_SHRUNK, needs_plots, tiny_llama
 
-from hf_tst.ladder import branch_step, crossover_budget, decay_steps, describe_crossover, speedup_at
+from hf_tst.ladder import (
+    Ladder,
+    branch_step,
+    crossover_budget,
+    decay_steps,
+    describe_crossover,
+    parameter_count,
+    run_settings,
+    speedup_at,
+)
 from hf_tst.pretraining import train_variant
 from hf_tst.scripts import ladder
 
@@ -19,6 +29,16 @@ FRONTIER = {500: 5.0, 1000: 4.6, 2000: 4.3, 4000: 4.1}
 # Seconds per run: two budgets of a one-layer model, a switch at round(0.5 T), checkpoints every 3 steps.
 LADDER_SHRUNK = [*TINY_SHRUNK, "--warmup_steps", "2", "--logging_steps", "1", "--eval_steps", "4",
                  "--save_strategy", "steps", "--save_steps", "3", "--tst_ratio", "0.5", "--tst_bag_size", "2"]
+
+
+def make_ladder(ladder_dir, *flags, train=None, budgets=(8, 12), baseline_budgets=(16,), decay_fraction=0.1):
+    """A Ladder of LADDER_SHRUNK plus `flags`, training with `train` (by default: the real runs)."""
+    argv = [*LADDER_SHRUNK, *flags]
+    parser = ladder.make_parser()
+    _, model_args, data_args, _, args = parser.parse_args_and_config(argv)
+    return Ladder(train or functools.partial(train_variant, parser, argv), args,
+                  run_settings(model_args, data_args, args), list(budgets), list(baseline_budgets), str(ladder_dir),
+                  decay_fraction)
 
 
 def test_speedup_interpolates_the_baseline_frontier_in_log_steps():
@@ -60,25 +80,34 @@ def test_branched_decay_equals_an_independent_run_of_that_budget(tmp_path, monke
     decays from there, the stable run goes on to 12 and the 16-step branch decays from there. Each
     branch's per-step losses are those of a run of its budget from scratch."""
     monkeypatch.chdir(REPO)
+    runs = make_ladder(tmp_path / "ladder", budgets=[8, 16], baseline_budgets=[], decay_fraction=0.25)
+    runs.run_baseline()
     parser = ladder.make_parser()
-    args = parser.parse_args_and_config(LADDER_SHRUNK)[-1]
-    ladder.run_baseline(functools.partial(train_variant, parser, LADDER_SHRUNK), args, [8, 16],
-                        str(tmp_path / "ladder"), decay_fraction=0.25)
     for budget in (8, 16):
         independent = tmp_path / f"independent-{budget}"
         train_variant(parser, LADDER_SHRUNK, str(independent), tst_ratio=0,
-                      **ladder.schedule(args, budget, decay_steps(budget, 0.25)))
+                      **runs.schedule(budget, decay_steps(budget, 0.25)))
         branched = step_losses(tmp_path / "ladder" / "baseline" / f"T{budget}")
         assert [step for step, _ in branched] == list(range(1, budget + 1))
         assert branched == step_losses(independent)
-    assert sorted(os.listdir(tmp_path / "ladder" / "baseline")) == ["T16", "T8", "stable"]
+    assert sorted(os.listdir(tmp_path / "ladder" / "baseline")) == ["T16", "T8", "settings.json", "stable"]
+
+
+def log_interpolated_baseline_steps(frontier: dict[int, float], loss: float) -> float:
+    """By hand: the two budgets whose losses bracket `loss`, and the point between them where a straight
+    line in (log budget, loss) reaches it."""
+    budgets = sorted(frontier)
+    for low, high in zip(budgets, budgets[1:], strict=False):
+        if frontier[low] >= loss >= frontier[high]:
+            return low * (high / low) ** ((frontier[low] - loss) / (frontier[low] - frontier[high]))
+    raise AssertionError(f"{loss} lies outside the frontier {frontier}")
 
 
 @pytest.mark.slow
 @needs_plots
 def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    argv = [*LADDER_SHRUNK, "--budgets", "8,12", "--baseline_budgets", "16", "--ladder_dir", str(tmp_path)]
+    argv = [*LADDER_SHRUNK, "--budgets", "8", "12", "--baseline_budgets", "16", "--ladder_dir", str(tmp_path)]
     assert ladder.main([*argv, "--runs", "tst"]) is None  # the baseline is still to run: no report yet
     result = ladder.main([*argv, "--runs", "baseline"])
     report = (tmp_path / "s2-r0.5" / "ladder.md").read_text()
@@ -86,8 +115,12 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
     for row in result["rows"]:
         tst = json.loads((tmp_path / "s2-r0.5" / f"T{row['budget']}" / "eval_results.json").read_text())
         assert row["tst_loss"] == tst["eval_loss"] and row["switch_step"] == row["budget"] // 2
-        expected = speedup_at(result["frontier"], row["budget"], row["tst_loss"])
-        assert row["speedup"] == pytest.approx(expected["speedup"])
+        frontier = result["frontier"]
+        if row["bound"] == "=":
+            expected = log_interpolated_baseline_steps(frontier, row["tst_loss"]) / row["budget"]
+        else:  # outside the frontier: the bound at its end
+            expected = (max(frontier) if row["bound"] == ">" else min(frontier)) / row["budget"]
+        assert row["speedup"] == pytest.approx(expected)
         assert "tst_switch_loss_before" in row
         switch_eval = [log["eval_loss"] for log in json.loads((tmp_path / "s2-r0.5" / f"T{row['budget']}" /
                        "trainer_state.json").read_text())["log_history"] if log.get("step") == row["switch_step"]
@@ -110,14 +143,98 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
     assert [(out, kw["resume_from_checkpoint"]) for out, kw in calls] == [(str(killed), "last")]
 
 
+class FakeRuns:
+    """A stand-in for the training runs: each writes the files a finished run leaves (final eval loss from
+    `losses`, a trainer state, a checkpoint at its last step, a model file) and is recorded."""
+
+    def __init__(self, losses: dict[tuple[str, int], float]):
+        self.losses, self.calls = losses, []
+
+    def __call__(self, run_dir: str, max_steps: int, tst_ratio: float | None = None, **overrides):
+        self.calls.append((run_dir, max_steps, overrides.get("resume_from_checkpoint")))
+        run = Path(run_dir)
+        kind = "stable" if run.name == "stable" else "baseline" if tst_ratio == 0 else "tst"
+        loss = self.losses.get((kind, max_steps), 9.0)
+        history = [{"step": max_steps, "eval_loss": loss, "num_input_tokens_seen": 100 * max_steps}]
+        (run / f"checkpoint-{max_steps}").mkdir(parents=True, exist_ok=True)
+        for folder in (run, run / f"checkpoint-{max_steps}"):
+            (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+        tiny_llama().save_pretrained(run)
+        if kind != "stable":
+            (run / "eval_results.json").write_text(json.dumps({"eval_loss": loss}))
+
+
+def test_report_speedups_are_the_hand_computed_log_interpolations(tmp_path, monkeypatch):
+    """Baseline losses 5.0 / 4.6 / 4.3 at 8 / 12 / 16 steps. TST at 8 steps ends at 4.6, the 12-step baseline's
+    loss: 12 / 8 = 1.5x. TST at 12 steps ends at 4.45, halfway (in loss) from 12 to 16 steps, so at
+    sqrt(12 * 16) = 13.856 baseline steps: 1.1547x."""
+    pytest.importorskip("matplotlib", reason="needs matplotlib: pip install 'hf_tst[plots]'")
+    monkeypatch.chdir(REPO)
+    runs = FakeRuns({("baseline", 8): 5.0, ("baseline", 12): 4.6, ("baseline", 16): 4.3, ("tst", 8): 4.6,
+                     ("tst", 12): 4.45})
+    built = make_ladder(tmp_path, train=runs)
+    built.run_baseline()
+    built.run_tst()
+    result = built.report()
+    assert [row["speedup"] for row in result["rows"]] == pytest.approx([1.5, math.sqrt(12 * 16) / 12])
+    assert [row["baseline_steps"] for row in result["rows"]] == pytest.approx([12.0, 13.856406])
+    assert result["parameters"] == sum(p.numel() for p in tiny_llama().parameters())
+
+
+def test_a_rerun_under_another_learning_rate_is_refused_naming_it_before_any_run(tmp_path, monkeypatch):
+    """The first ladder's runs stay; the second, with another learning rate, would have reused them."""
+    monkeypatch.chdir(REPO)
+    runs = FakeRuns({})
+    first = make_ladder(tmp_path, train=runs)
+    first.run_baseline()
+    first.run_tst()
+    calls = len(runs.calls)
+    with pytest.raises(ValueError, match=r"baseline holds ladder runs made with other settings \(learning_rate "
+                                         r"0.003 -> 0.001\).*new --ladder_dir"):
+        make_ladder(tmp_path, "--learning_rate", "1e-3", train=runs)
+    assert len(runs.calls) == calls  # nothing ran
+    make_ladder(tmp_path, train=runs)  # the same settings again: accepted
+
+
+def test_other_tst_settings_get_their_own_folder_and_share_the_baseline(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    runs = FakeRuns({})
+    make_ladder(tmp_path, train=runs).run_tst()
+    other = make_ladder(tmp_path, "--tst_weighting", "power_law", "--tst_fold", "batch", train=runs)
+    assert os.path.basename(other.tst_dir) == "s2-r0.5-weighting_power_law-fold_batch"
+    assert other.baseline_dir == str(tmp_path / "baseline")
+    with pytest.raises(ValueError, match=r"s2-r0.5 holds ladder runs made with other settings \(tst_loss_kernel "):
+        make_ladder(tmp_path, "--tst_loss_kernel", "compiled", train=runs)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--warmup_steps", "0.1"], r"warmup_steps=0.1 is a fraction of each run's steps"),
+    (["--save_strategy", "epoch"], r"save_strategy='epoch', save_only_model=False: each baseline budget branches"),
+    (["--save_strategy", "no"], r"save_strategy='no'"),
+    (["--save_only_model", "true"], r"save_only_model=True"),
+    (["--lr_scheduler_type", "cosine"], r"needs --lr_scheduler_type warmup_stable_decay"),
+])
+def test_configurations_that_cannot_branch_exactly_are_refused_before_any_run(tmp_path, monkeypatch, flags, message):
+    monkeypatch.chdir(REPO)
+    runs = FakeRuns({})
+    with pytest.raises(ValueError, match=message):
+        make_ladder(tmp_path, *flags, train=runs)
+    assert runs.calls == [] and not os.listdir(tmp_path)
+
+
+def test_parameter_count_reads_a_sharded_checkpoint(tmp_path):
+    model = tiny_llama()
+    model.save_pretrained(tmp_path, max_shard_size="20KB")
+    shards = sorted(path.name for path in tmp_path.glob("*.safetensors"))
+    assert len(shards) > 1 and "model.safetensors" not in shards
+    # 97 x 32 twice (embedding, head), 9,280 in each of 2 layers, 32 in the final norm
+    assert parameter_count(str(tmp_path)) == sum(p.numel() for p in model.parameters()) == 24_800
+
+
 def test_a_baseline_budget_behind_the_stable_run_is_refused(tmp_path, monkeypatch):
     """A budget added after the stable run went past its branch step cannot be branched any more."""
     monkeypatch.chdir(REPO)
-    checkpoint = tmp_path / "baseline" / "stable" / "checkpoint-50"
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "trainer_state.json").write_text("{}")
-    parser = ladder.make_parser()
-    args = parser.parse_args_and_config(LADDER_SHRUNK)[-1]
-    with pytest.raises(ValueError, match=r"budget 40 branches at step 36, but the stable run .* \(step 50\)"):
-        ladder.run_baseline(functools.partial(train_variant, parser, LADDER_SHRUNK), args, [40], str(tmp_path),
-                            decay_fraction=0.1)
+    runs = FakeRuns({})
+    make_ladder(tmp_path, budgets=[60], baseline_budgets=[], train=runs).run_baseline()  # stable run to step 54
+    with pytest.raises(ValueError, match=r"budget 40 branches at step 36, but the stable run .* \(step 54\)"):
+        make_ladder(tmp_path, budgets=[40], baseline_budgets=[], train=runs).run_baseline()

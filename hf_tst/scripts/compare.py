@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..arguments import TRAINING_ARGUMENTS
-from ..compare import equal_loss_speedup, eval_curve, loss_at, plot_curves
+from ..compare import equal_loss_speedup, eval_curve, held_out_at_switch, plot_curves
 from ..evaluation import evaluate, write_offline_tasks
 from ..extras import require
 from ..parser import TSTParser
@@ -65,11 +65,10 @@ def report(runs: dict, speedup: dict, switch_step: int) -> str:
                f"{runs['baseline']['curve'][-1][0]} steps (its best: "
                f"{min(loss for _, loss, _ in runs['baseline']['curve']):.4f}), so the speedup exceeds "
                f"{runs['baseline']['curve'][-1][0] / speedup['tst_steps']:.2f}x.")
-    at_switch = dict((step, loss) for step, loss, _ in runs["tst"]["curve"]).get(switch_step)
-    baseline_at_switch = loss_at(runs["baseline"]["curve"], switch_step)
-    held_out = ("" if at_switch is None or baseline_at_switch is None else
-                f" Its held-out next-token loss there was {at_switch:.4f}, against the baseline's "
-                f"{baseline_at_switch:.4f} at the same step.")
+    at_switch = held_out_at_switch(runs["tst"]["curve"], runs["baseline"]["curve"], switch_step)
+    held_out = ("" if None in at_switch.values() else
+                f" Its held-out next-token loss there was {at_switch['tst']:.4f}, against the baseline's "
+                f"{at_switch['baseline']:.4f} at the same step.")
     lines += ["", verdict, "", describe_switch(runs["tst"]["switch"], switch_step) + held_out, "",
               "![eval loss against steps and data tokens](curves.png)", ""]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """An (s, r) grid of TST runs against one baseline, like the paper's Table 4: final eval loss of each.
 
-    hf-tst sweep --config recipes/configs/tiny.yaml --bag_sizes 2,4,6,8 --ratios 0.2,0.3,0.4 \\
+    hf-tst sweep --config recipes/configs/tiny.yaml --bag_sizes 2 4 6 8 --ratios 0.2 0.3 0.4 \\
         [--sweep_dir outputs/sweep] [--field value ...]
 
 Writes SWEEP_DIR/sweep.md (the table, with each cell's difference from the baseline), sweep.json and
@@ -22,9 +22,9 @@ from ..pretraining import train_variant
 
 @dataclass
 class SweepArguments:
-    bag_sizes: str = field(default="2,4,6,8", metadata={"help": "Bag sizes s of the grid, comma-separated."})
-    ratios: str = field(default="0.2,0.3,0.4", metadata={"help": "Superposition ratios r of the grid, "
-                                                                 "comma-separated."})
+    bag_sizes: list[int] = field(default_factory=lambda: [2, 4, 6, 8], metadata={"help": "Bag sizes s of the grid."})
+    ratios: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4],
+                                metadata={"help": "Superposition ratios r of the grid."})
     sweep_dir: str = field(default="outputs/sweep", metadata={"help": "Where the runs and the table go."})
 
 
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     parser = make_parser(prog)
     own = parser.parse_args_and_config(argv)[0]
     require("matplotlib", "plots", "hf-tst sweep's heatmap")
-    bag_sizes = [int(s) for s in own.bag_sizes.split(",")]
-    ratios = [float(r) for r in own.ratios.split(",")]
+    bag_sizes, ratios = own.bag_sizes, own.ratios
 
     def run(output_dir: str, **overrides) -> float:
         return train_variant(parser, argv, os.path.join(own.sweep_dir, output_dir), **overrides)["eval_loss"]
