@@ -36,26 +36,37 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset id, or comma-separated ids to mix; overrides the local files."})
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Configuration of the Hub dataset (comma-separated, one per dataset)."})
-    dataset_probabilities: str | None = field(
-        default=None, metadata={"help": "Comma-separated sampling probabilities of mixed datasets (default: equal)."})
-    train_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training text."})
-    validation_files: str | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out text."})
+    dataset_name: list[str] | None = field(
+        default=None, metadata={"help": "Hub dataset id, or several ids to mix; overrides the local files."})
+    dataset_config_name: list[str] | None = field(
+        default=None, metadata={"help": "Configuration of each Hub dataset, in the order of dataset_name."})
+    dataset_probabilities: list[float] | None = field(
+        default=None, metadata={"help": "Sampling probabilities of mixed datasets (default: equal)."})
+    train_files: list[str] | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training "
+                                                                          "text."})
+    validation_files: list[str] | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out "
+                                                                               "text."})
     validation_split: str = field(default="validation", metadata={"help": "Held-out split of the Hub dataset."})
     held_out_documents: int = field(
-        default=0, metadata={"help": "Hold out the first N training documents for evaluation instead of reading "
-                                     "validation_split (for datasets with a train split only)."})
+        default=0, metadata={"help": "Hold out the first N documents of each dataset's train split for evaluation "
+                                     "instead of reading validation_split (for datasets with a train split only); "
+                                     "held out before mixing, so none comes back into training."})
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     block_size: int = field(default=128, metadata={"help": "Model sequence length L: tokens per packed block."})
     streaming: bool = field(default=False, metadata={"help": "Stream the dataset instead of downloading it."})
     max_eval_blocks: int = field(default=256, metadata={"help": "Held-out blocks used for evaluation."})
 
     def __post_init__(self):
+        for name in ("dataset_name", "dataset_config_name", "dataset_probabilities", "train_files",
+                     "validation_files"):
+            setattr(self, name, as_list(getattr(self, name)))
         if not self.dataset_name and not (self.train_files and self.validation_files):
             raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
+        mixed = len(self.dataset_name or [])
+        if mixed and self.dataset_probabilities and len(self.dataset_probabilities) != mixed:
+            raise ValueError(f"dataset_probabilities={self.dataset_probabilities} has "
+                             f"{len(self.dataset_probabilities)} values for {mixed} "
+                             "dataset(s) in dataset_name; give one per dataset, or none for equal mixing.")
 
 
 @dataclass
@@ -66,3 +77,10 @@ class ScriptArguments:
 
 
 TRAINING_ARGUMENTS = (ModelArguments, DataArguments, ScriptArguments, TSTConfig)
+
+
+def as_list(value) -> list | None:
+    """A list field's value as a list: a YAML or command-line list stays one, a single value (a YAML scalar)
+    becomes one, and empty strings are dropped (`--dataset_name ""` unsets a config's value); None when empty."""
+    values = value if isinstance(value, list | tuple) else [value]
+    return [item for item in values if item not in (None, "")] or None

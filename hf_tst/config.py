@@ -13,15 +13,18 @@ from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 from transformers.trainer_pt_utils import AcceleratorConfig
+from transformers.utils import logging
 
 from .extras import require
 from .loss import KERNELS, WEIGHTINGS
+
+logger = logging.get_logger(__name__)
 
 SUPERPOSE_MODES = ("full", "input", "output")
 FOLDS = ("sequence", "batch")
 
 
-@dataclass
+@dataclass(repr=False)  # keep TrainingArguments.__repr__, which hides the *_token fields
 class TSTConfig(TrainingArguments):
     r"""`TrainingArguments` of a Token-Superposition Training run, for `TSTTrainer`.
 
@@ -48,8 +51,14 @@ class TSTConfig(TrainingArguments):
       batches are copied to the device without waiting, since a superposition batch is s times the
       data of a plain one.
 
-    `max_steps` must be set when `tst_ratio > 0`: the switch falls at step `round(r * max_steps)`.
-    The README's "TST in a few lines" describes the method.
+    The switch falls at step `round(r * max_steps)`. An epoch-based run (`num_train_epochs`, no
+    `max_steps`) of a map-style dataset takes `max_steps` from the step count a plain `Trainer` would
+    compute for it (`epoch_steps`), set by `TSTTrainer.train()` before the first step: TST runs the
+    baseline's number of steps, and reads more data in them. The README's "TST in a few lines"
+    describes the method.
+
+    The representation (`repr`, `str`), `to_dict` and trackers show `*_token` fields as `<HUB_TOKEN>`, and
+    pickles (`training_args.bin`) hold None there.
     """
 
     tst_bag_size: int = field(
@@ -159,15 +168,16 @@ class TSTConfig(TrainingArguments):
         if self.tst_fold == "batch" and self.tst_superpose == "output":
             raise ValueError("tst_fold='batch' folds the input, but tst_superpose='output' leaves it unbagged; use "
                              "tst_fold='sequence' with the output-only ablation.")
-        if self.tst_ratio > 0 and self.max_steps <= 0:
-            raise ValueError(f"tst_ratio={self.tst_ratio} needs a known number of steps to place the phase switch, "
-                             "but max_steps is not set; pass max_steps (> 0) or set tst_ratio=0.")
-        if self.tst_ratio > 0 and self.superposition_steps == 0:
-            raise ValueError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
-                             "steps; raise tst_ratio or max_steps, or set tst_ratio=0 to train without TST.")
+        if self.tst_ratio > 0 and self.max_steps > 0:
+            self.check_switch()
         if self.tst_ratio > 0 and self.train_sampling_strategy not in ("random", "sequential"):
             raise ValueError(f"train_sampling_strategy={self.train_sampling_strategy!r} does not apply to TST, which "
                              "reads packed blocks as one stream; use 'random' (default) or 'sequential'.")
+        if self.use_liger_kernel and self.tst_loss_kernel != "liger":
+            raise ValueError(f"use_liger_kernel=True asks for Liger's fused cross-entropy, but TST computes its own "
+                             f"loss with tst_loss_kernel={self.tst_loss_kernel!r}; set tst_loss_kernel='liger' as well "
+                             "(Liger's kernels for the model's layers and for the recovery loss), or "
+                             "use_liger_kernel=False.")
         if self.tst_ratio == 1.0:
             warnings.warn("tst_ratio=1 leaves no recovery phase: the model is never trained on single tokens "
                           "and will not generate sensibly (the paper found r=1 unusable).", stacklevel=3)
@@ -191,6 +201,27 @@ class TSTConfig(TrainingArguments):
         clone.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return clone
 
+    def check_switch(self) -> None:
+        """Refuse a `tst_ratio` that, with `max_steps`, leaves no superposition step."""
+        if self.tst_ratio > 0 and self.superposition_steps == 0:
+            raise ValueError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
+                             "steps; raise tst_ratio or max_steps, or set tst_ratio=0 to train without TST.")
+
+    def place_switch(self, examples: int | None) -> None:
+        """For an epoch-based run (`num_train_epochs`, no `max_steps`) with a superposition phase, over a
+        map-style dataset of `examples` rows: set `max_steps` to the step count a plain `Trainer` computes
+        for it (`epoch_steps`), so the switch falls at `round(tst_ratio * max_steps)` as in a `max_steps`
+        run of that length. `TSTTrainer.train()` calls it before the first step."""
+        if self.max_steps > 0 or self.tst_ratio == 0:
+            return
+        if examples is None:
+            raise ValueError(f"tst_ratio={self.tst_ratio} places the phase switch at a fraction of the run's steps, "
+                             "which a streaming (or missing) train_dataset does not give; set max_steps.")
+        self.max_steps = epoch_steps(examples, self)
+        self.check_switch()
+        logger.info(f"TSTConfig: {self.num_train_epochs:g} epochs of {examples:,} rows are {self.max_steps} steps; "
+                    f"superposition for the first {self.superposition_steps}.")
+
     @classmethod
     def from_training_arguments(cls, args: TrainingArguments, **tst_fields) -> "TSTConfig":
         """A `TSTConfig` with every `TrainingArguments` field of `args`, the given `tst_*` fields and
@@ -207,6 +238,35 @@ class TSTConfig(TrainingArguments):
     def superposition_steps(self) -> int:
         """Optimizer steps in the superposition phase (see `superposition_steps`)."""
         return superposition_steps(self.tst_ratio, self.max_steps)
+
+
+def as_tst_config(args: TrainingArguments | None) -> TSTConfig:
+    """`args` as a `TSTConfig`: unset gives the defaults, a plain `TrainingArguments` is converted (with a
+    warning naming the TST defaults it gets)."""
+    if args is None:
+        return TSTConfig(output_dir="tmp_trainer")
+    if isinstance(args, TSTConfig):
+        return args
+    if not isinstance(args, TrainingArguments):
+        raise TypeError(f"args must be a TSTConfig, got {type(args).__name__}; build it like TrainingArguments: "
+                        "TSTConfig(output_dir=..., max_steps=..., tst_bag_size=6, tst_ratio=0.3).")
+    converted = TSTConfig.from_training_arguments(args)
+    logger.warning(f"TSTTrainer: args is a plain {type(args).__name__}, converted to TSTConfig with the TST defaults "
+                   f"tst_bag_size={converted.tst_bag_size}, tst_ratio={converted.tst_ratio} and "
+                   f"include_num_input_tokens_seen={converted.include_num_input_tokens_seen!r}; pass "
+                   "args=TSTConfig(...) to choose them.")
+    return converted
+
+
+def epoch_steps(examples: int, args: TrainingArguments) -> int:
+    """The optimizer steps a plain `Trainer` computes for an epoch-based run (`num_train_epochs`, no
+    `max_steps`) of a map-style dataset of `examples` rows: batches per process per epoch (partial last
+    batch kept unless `dataloader_drop_last`), accumulated into steps (a partial step counts), times the
+    epochs, rounded up."""
+    rows_per_batch = args.per_device_train_batch_size * args.world_size
+    batches = examples // rows_per_batch if args.dataloader_drop_last else math.ceil(examples / rows_per_batch)
+    steps_per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return math.ceil(args.num_train_epochs * steps_per_epoch)
 
 
 def superposition_steps(ratio: float, max_steps: int) -> int:

@@ -9,11 +9,10 @@ or s randomly drawn blocks kept as s rows of L tokens folded to L/s positions ea
 folding). A recovery row is one block. The stream runs on across the phase switch and across
 epochs, so no block is read twice within an epoch.
 
-Contract: pack the corpus in order (as `pack_text_dataset` and transformers' `run_clm` do) and
-let `TSTTrainer` shuffle; a dataset shuffled before packing or before training has no
-contiguous runs of blocks left to find.
-
-`load_text` and `pack_text_dataset` make such a dataset from local files or Hub datasets.
+Contract: pack the corpus in order (as `hf_tst.text.pack_text_dataset` and transformers' `run_clm`
+do) and let `TSTTrainer` shuffle; a dataset shuffled before packing or before training has no
+contiguous runs of blocks left to find. A `labels` column may only repeat `input_ids`: TST builds its
+own targets.
 """
 
 import itertools
@@ -25,12 +24,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
-from transformers.utils import logging
 
-from .arguments import DataArguments
+from .checks import check_labels
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
-
-logger = logging.get_logger(__name__)
 
 
 class PhasedBlockStream(IterableDataset):
@@ -71,54 +67,55 @@ class PhasedBlockStream(IterableDataset):
         self.fold_into_batch = fold_into_batch
         self.is_map_style = not isinstance(dataset, IterableDataset)
 
+    def _passes(self) -> Iterator[tuple[int, int, int]]:
+        """(epoch, superposition rows, rows) of each pass over a map-style dataset, endlessly: a pass
+        wholly in superposition has `blocks // s` rows (the rest fill no row); the pass of the switch has its
+        remaining superposition rows, then one row per block they left; later passes one row per block."""
+        blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
+        bagged_left = self.superposition_rows
+        for epoch in itertools.count():
+            bagged = min(bagged_left, blocks // per_row)
+            yield epoch, bagged, bagged if bagged < bagged_left else bagged + blocks - bagged * per_row
+            bagged_left -= bagged
+
     def epochs_read(self, rows: int) -> float:
         """Passes over a map-style dataset made by the stream's first `rows` rows."""
-        blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
-        epochs, bagged_left = 0, self.superposition_rows
-        while bagged_left > blocks // per_row:  # passes wholly in superposition: blocks // per_row rows each
-            if rows < blocks // per_row:
-                return epochs + rows * per_row / blocks
-            epochs, rows, bagged_left = epochs + 1, rows - blocks // per_row, bagged_left - blocks // per_row
-        bagged = min(rows, bagged_left)
-        return epochs + (bagged * per_row + rows - bagged) / blocks
+        for epoch, bagged, in_pass in self._passes():
+            if rows < in_pass:
+                return epoch + (min(rows, bagged) * self.blocks_per_bagged_row + max(0, rows - bagged)) / len(
+                    self.dataset)
+            rows -= in_pass
 
-    def _epoch_rows(self, epoch: int, bagged_left: int) -> list[list[int]]:
-        """The rows (lists of block indices) of one pass over a map-style dataset, `bagged_left`
-        superposition rows still to come."""
+    def _epoch_rows(self, epoch: int, bagged: int, rows: int) -> list[list[int]]:
+        """The first `rows` rows (lists of block indices) of one pass over a map-style dataset, its first
+        `bagged` rows superposition rows (`_passes` lays them out)."""
         generator = torch.Generator().manual_seed(self.seed + epoch)
 
         def order(n: int) -> torch.Tensor:
             return torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
 
         blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
-        if bagged_left == 0:
+        if bagged == 0:
             return order(blocks)[:, None].tolist()
         groups = blocks // per_row
         if self.contiguous_rows and per_row > 1:  # (rows of one block are the plain permutation)
-            grouped = torch.arange(groups * per_row).view(groups, per_row)[order(groups)]
-            bagged = grouped[:bagged_left]
+            grouped = torch.arange(groups * per_row).view(groups, per_row)[order(groups)][:bagged]
             unread = torch.ones(blocks, dtype=torch.bool)
-            unread[bagged.flatten()] = False
+            unread[grouped.flatten()] = False
             rest = unread.nonzero().flatten()
             rest = rest[order(len(rest))]
         else:
             permutation = order(blocks)
-            bagged = permutation[:groups * per_row].view(groups, per_row)[:bagged_left]
-            rest = permutation[len(bagged) * per_row:]
-        rows = bagged.tolist()
-        if bagged_left <= groups:  # the switch falls in this pass: recovery reads what it left
-            rows += rest[:, None].tolist()
-        return rows
+            grouped = permutation[:bagged * per_row].view(bagged, per_row)
+            rest = permutation[bagged * per_row:]
+        return (grouped.tolist() + rest[:, None].tolist())[:rows]
 
     def _map_style_rows(self) -> Iterator[list[int]]:
         groups = len(self.dataset) // self.blocks_per_bagged_row if self.superposition_rows else len(self.dataset)
         if groups < self.batch_size:
             self._refuse_too_few_blocks(len(self.dataset))
-        rows = 0
-        for epoch in itertools.count():
-            for row in self._epoch_rows(epoch, max(0, self.superposition_rows - rows)):
-                rows += 1
-                yield row
+        for epoch, bagged, rows in self._passes():
+            yield from self._epoch_rows(epoch, bagged, rows)
 
     def _iterable_rows(self) -> Iterator[list[dict]]:
         def blocks():
@@ -143,7 +140,7 @@ class PhasedBlockStream(IterableDataset):
         the conversion that dominates a superposition batch's preparation."""
         if not isinstance(self.dataset, datasets.Dataset):
             return lambda refs: [self.dataset[ref] for ref in refs]
-        columns = [name for name in ("input_ids", "attention_mask") if name in self.dataset.column_names]
+        columns = [name for name in ("input_ids", "attention_mask", "labels") if name in self.dataset.column_names]
         table = self.dataset.with_format("torch", columns=columns)
 
         def read(refs: list[int]) -> list[dict]:
@@ -181,7 +178,9 @@ class PhasedBlockStream(IterableDataset):
 
 
 def join_blocks(blocks: list[dict], bag_size: int | None) -> dict:
-    """One row from consecutive blocks; `bag_size` marks a superposition row."""
+    """One row from consecutive blocks (each checked by `check_labels`); `bag_size` marks a superposition row."""
+    for block in blocks:
+        check_labels(block)
     row = {"input_ids": torch.cat([torch.as_tensor(b["input_ids"]) for b in blocks])}
     if any("attention_mask" in b for b in blocks):
         row["attention_mask"] = torch.cat([
@@ -211,6 +210,8 @@ class TSTDataCollator:
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         rows = [block for row in rows for block in row.get("blocks", [row])]  # batch folding: a block per row
+        for row in rows:  # a plain run's rows come straight from the dataset
+            check_labels(row)
         bag_sizes = {row.get("bag_size") for row in rows}
         if len(bag_sizes) != 1:
             raise ValueError(f"a batch mixes rows of bag sizes {bag_sizes}; each batch must lie in one phase.")
@@ -239,86 +240,3 @@ class TSTDataCollator:
             targets = next_bag_targets(labels, bag_size)
             batch["bag_labels"] = targets[..., :1] if self.superpose == "input" else targets
         return batch
-
-
-def load_text(data: DataArguments) -> tuple:
-    """(train, held-out) text datasets: local JSON lines files, or one or more Hub datasets mixed by
-    `datasets.interleave_datasets` with `dataset_probabilities` (default: equal), streamed or not."""
-    if not data.dataset_name:
-        raw = datasets.load_dataset("json", data_files={"train": data.train_files,
-                                                        "validation": data.validation_files}, streaming=data.streaming)
-        return raw["train"], raw["validation"]
-    names = data.dataset_name.split(",")
-    configs = (data.dataset_config_name or "").split(",") + [""] * len(names)
-
-    def mixed(split: str):
-        parts = [datasets.load_dataset(name, config or None, split=split, streaming=data.streaming)
-                 .select_columns([data.text_column]) for name, config in zip(names, configs, strict=False)]
-        if len(parts) == 1:
-            return parts[0]
-        probabilities = data.dataset_probabilities and [float(p) for p in data.dataset_probabilities.split(",")]
-        return datasets.interleave_datasets(parts, probabilities=probabilities, seed=0,
-                                            stopping_strategy="all_exhausted")
-
-    if data.held_out_documents:
-        train = mixed("train")
-        return train.skip(data.held_out_documents), train.take(data.held_out_documents)
-    return mixed("train"), mixed(data.validation_split)
-
-
-def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text", split: str = "train"):
-    """Tokenise a text dataset and pack it into blocks of `block_size` token ids, as transformers'
-    run_clm example does: documents joined with the EOS token, the last partial block dropped.
-    Documents with no usable text are skipped first (`usable_documents`). Works on a
-    `datasets.Dataset` and on a streaming `datasets.IterableDataset` alike."""
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos_token; packing needs one to separate documents.")
-
-    def tokenize_and_pack(batch):
-        ids = [i for doc in tokenizer(batch[text_column])["input_ids"] for i in doc + [tokenizer.eos_token_id]]
-        usable = len(ids) // block_size * block_size
-        return {"input_ids": [ids[k:k + block_size] for k in range(0, usable, block_size)]}
-
-    columns = dataset.column_names
-    if columns is not None and text_column not in columns:
-        raise ValueError(f"text_column={text_column!r} is not a column of the dataset (columns: {columns}).")
-    documents = usable_documents(dataset, text_column, split)
-    return documents.map(tokenize_and_pack, batched=True, batch_size=1000, remove_columns=columns)
-
-
-def has_text(document: dict, text_column: str) -> bool:
-    """Whether `document` holds text to train on: a string with something besides whitespace."""
-    text = document.get(text_column)
-    return isinstance(text, str) and text.strip() != ""
-
-
-def usable_documents(dataset, text_column: str, split: str):
-    """`dataset` without its documents whose text is null, empty, whitespace-only, not a string or
-    missing, as real corpora hold them. One warning gives the count skipped (a stream, read lazily, warns
-    at its first skipped document instead). A split without one usable document is refused."""
-    no_text = (f"split {split!r} has no usable text in column {text_column!r} (every document is null, empty, "
-               "whitespace-only, not a string or missing); check --text_column and the data files.")
-    if isinstance(dataset, datasets.IterableDataset):
-        warned = False
-
-        def keep(document: dict) -> bool:
-            nonlocal warned
-            if has_text(document, text_column):
-                return True
-            if not warned:
-                warned = True
-                logger.warning(f"{split}: skipping documents with no usable text in column {text_column!r} (null, "
-                               "empty, whitespace-only, not a string or missing) as the stream is read.")
-            return False
-
-        kept = dataset.filter(keep)
-        if next(iter(kept), None) is None:
-            raise ValueError(no_text)
-        return kept
-    kept = dataset.filter(lambda document: has_text(document, text_column))
-    if len(kept) == 0:
-        raise ValueError(no_text)
-    if len(kept) < len(dataset):
-        logger.warning(f"{split}: skipped {len(dataset) - len(kept):,} of {len(dataset):,} documents with no usable "
-                       f"text in column {text_column!r} (null, empty, whitespace-only, not a string or missing).")
-    return kept

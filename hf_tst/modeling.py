@@ -59,3 +59,18 @@ def learned_position_table(model, limit: int) -> bool:
     tokens = model.get_input_embeddings()
     return any(isinstance(module, nn.Embedding) and module is not tokens and limit <= module.num_embeddings <= limit + 2
                for module in model.modules())
+
+
+def vocab_size(model) -> int | None:
+    """Rows of the model's input embedding (read from the module, so it holds for sharded weights too)."""
+    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return getattr(embedding, "num_embeddings", None)
+
+
+def pad_token_id(model, processing_class) -> int:
+    """Pad id for the collator: the tokenizer's, else the model config's, else 0 (pads are masked anyway)."""
+    for source in (processing_class, getattr(model, "config", None)):
+        pad = getattr(source, "pad_token_id", None)
+        if pad is not None:
+            return pad
+    return 0

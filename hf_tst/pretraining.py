@@ -7,9 +7,9 @@ from transformers import AutoTokenizer, set_seed
 
 from .arguments import TRAINING_ARGUMENTS, DataArguments, ModelArguments, ScriptArguments
 from .config import TSTConfig
-from .data import load_text, pack_text_dataset
 from .modeling import check_positions, load_model, with_lora
 from .parser import TSTParser
+from .text import load_text, pack_text_dataset
 from .trainer import TSTTrainer
 
 
@@ -34,8 +34,7 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, script_args: 
 
     trainer = TSTTrainer(model=model, args=args, train_dataset=train, eval_dataset=held_out,
                          processing_class=tokenizer)
-    resume = args.resume_from_checkpoint
-    trainer.train(resume_from_checkpoint=True if resume in ("last", "true", "True") else resume)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)

@@ -12,8 +12,10 @@ import re
 from transformers import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .switch import PhaseSwitchCallback
+
 TRAINER_STATE = "trainer_state.json"
-RECORDER = "PhaseSwitchCallback"  # the stateful callback whose saved state holds the settings
+NEWEST = (True, "last", "true", "True")  # the values of resume_from_checkpoint that mean "the newest complete one"
 
 
 def checkpoint_is_complete(folder: str) -> bool:
@@ -30,15 +32,15 @@ def newest_complete_checkpoint(output_dir: str) -> str | None:
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
-    """The checkpoint folder to resume from: the given one, or with `True` the newest complete one
-    in `output_dir`. A folder whose save was interrupted (no trainer state) is refused by name."""
+    """The checkpoint folder to resume from: the given one, or with `True` or `"last"` the newest complete
+    one in `output_dir`. A folder whose save was interrupted (no trainer state) is refused by name."""
     if not resume_from_checkpoint:
         return None
-    if resume_from_checkpoint is True:
+    if resume_from_checkpoint in NEWEST:
         newest = newest_complete_checkpoint(output_dir)
         if newest is None:
-            raise ValueError(f"resume_from_checkpoint=True, but {output_dir} holds no complete checkpoint; "
-                             "start without resume_from_checkpoint or point it at a checkpoint folder.")
+            raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r}, but {output_dir} holds no complete "
+                             "checkpoint; start without resume_from_checkpoint or point it at a checkpoint folder.")
         return newest
     if not checkpoint_is_complete(resume_from_checkpoint):
         raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint (no "
@@ -50,12 +52,12 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
 def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -> None:
     """Refuse to resume `checkpoint` under TST settings other than those it was saved with."""
     state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE))
-    saved = (state.stateful_callbacks or {}).get(RECORDER, {}).get("args")
+    saved = (state.stateful_callbacks or {}).get(PhaseSwitchCallback.__name__, {}).get("args")
     if saved is None:
         changes = "it records no TST settings (written by a plain Trainer or an older hf_tst)"
     else:
-        changes = ", ".join(f"{key} {saved.get(key)!r} -> {value!r}" for key, value in current.items()
-                            if saved.get(key) != value)
+        changes = ", ".join(f"{key} {saved.get(key, 'unrecorded')!r} -> {value!r}" for key, value in current.items()
+                            if saved.get(key, "unrecorded") != value)
     if changes and not allow_changes:
         raise ValueError(f"cannot resume from {checkpoint}: {changes}. The phase switch and the data position "
                          "depend on these settings; resume with the original ones, or set "

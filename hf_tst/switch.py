@@ -19,6 +19,8 @@ Trainer's NaN filter already reads it every step). A run resumed after the switc
 from collections.abc import Callable
 
 import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 
 class SwitchWatch:
@@ -88,3 +90,24 @@ def describe_switch(figures: dict[str, float], switch_step: int) -> str:
         return text + (f"; the running loss was back below its value at the switch after "
                        f"{figures['tst_recovery_steps']} recovery steps.")
     return text + "; the running loss did not get back below its value at the switch before the run ended."
+
+
+class PhaseSwitchCallback(TrainerCallback, ExportableState):
+    """Ends a logging window at the switch, so no logged loss mixes MCE with plain cross-entropy,
+    and evaluates and saves there when the run evaluates or saves at all: the phase-1 checkpoint
+    is the one the paper resumed from. Its saved state (`TrainerState.stateful_callbacks`, under
+    this class's name) records the settings that place the switch and the data position, which
+    `hf_tst.resume.check_resume_settings` compares on resume."""
+
+    def __init__(self, **settings):
+        self.settings = settings
+
+    def state(self) -> dict:
+        return {"args": self.settings, "attributes": {}}
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if args.superposition_steps and state.global_step == args.superposition_steps:
+            control.should_log = True
+            control.should_evaluate = args.eval_strategy != "no"
+            control.should_save = args.save_strategy != "no"
+        return control

@@ -10,24 +10,24 @@ import contextlib
 import os
 from collections.abc import Callable
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
-from .config import TSTConfig
+from .checks import check_before_training
+from .config import TSTConfig, as_tst_config
 from .data import PhasedBlockStream, TSTDataCollator
+from .guard import NonFiniteGuard
 from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
-from .modeling import check_positions
-from .resume import check_resume_settings, newest_complete_checkpoint, resolve_checkpoint
-from .superpose import EmbeddingSuperposition, check_superposable, next_tokens_targets
-from .switch import SwitchWatch
+from .modeling import pad_token_id, vocab_size
+from .resume import check_resume_settings, resolve_checkpoint
+from .superpose import EmbeddingSuperposition, next_tokens_targets
+from .switch import PhaseSwitchCallback, SwitchWatch
 from .throughput import ThroughputMeter, peak_tflops
 
 logger = logging.get_logger(__name__)
@@ -61,11 +61,11 @@ class TSTTrainer(Trainer):
         optimizer_cls_and_kwargs: tuple | None = None,
         preprocess_logits_for_metrics: Callable | None = None,
     ):
-        args = _as_tst_config(args)
-        _check_before_training(model, args, train_dataset, processing_class, compute_loss_func)
+        args = as_tst_config(args)
+        check_before_training(model, args, train_dataset, processing_class, compute_loss_func)
         if data_collator is None:
-            data_collator = TSTDataCollator(pad_token_id=_pad_token_id(model, processing_class),
-                                            superpose=args.tst_superpose, vocab_size=_vocab_size(model))
+            data_collator = TSTDataCollator(pad_token_id=pad_token_id(model, processing_class),
+                                            superpose=args.tst_superpose, vocab_size=vocab_size(model))
         if not isinstance(data_collator, TSTDataCollator):
             raise TypeError(f"data_collator must be a TSTDataCollator (got {type(data_collator).__name__}): TST "
                             "builds each phase's batches itself. Leave data_collator unset.")
@@ -74,35 +74,47 @@ class TSTTrainer(Trainer):
                          compute_metrics=compute_metrics, callbacks=callbacks, optimizers=optimizers,
                          optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
                          preprocess_logits_for_metrics=preprocess_logits_for_metrics)
-        self.add_callback(PhaseSwitchCallback(self.run_settings()))
+        self._settings_recorder = PhaseSwitchCallback(**self.run_settings())
+        self.add_callback(self._settings_recorder)
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
         self._switch_watch = None  # the recovery steps' losses after the switch, made by train()
         self._throughput = None  # FLOPs and data tokens per logging window, made by train()
-        self._nonfinite = None  # whether the current optimizer step has seen a NaN/Inf loss (a device tensor)
-        self._skip_step, self._skipped_steps = False, 0  # tst_skip_nonfinite_steps
+        self._guard = None  # the non-finite loss guard, made by train()
         if args.tst_skip_nonfinite_steps and self.is_deepspeed_enabled:
             raise ValueError("tst_skip_nonfinite_steps=True cannot skip a step under DeepSpeed, which steps the "
                              "optimizer inside backward; leave it False (the run then stops before the step).")
 
     def run_settings(self) -> dict:
-        """The settings that place the phase switch and the data position; checkpoints record them.
-        Without a superposition phase only the ratio and the rows per step matter: a plain run may be
-        extended or branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
-        settings = {"tst_ratio": self.args.tst_ratio, "rows_per_step": self._rows_per_step()}
-        if self.args.superposition_steps:
-            settings.update(tst_bag_size=self.args.tst_bag_size, tst_superpose=self.args.tst_superpose,
-                            max_steps=self.args.max_steps, tst_contiguous_rows=self.args.tst_contiguous_rows)
+        """The settings that place the phase switch and decide which block each row reads; checkpoints
+        record them. Without a superposition phase `max_steps` is left out: a plain run may be extended or
+        branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
+        args, dataset = self.args, self.train_dataset
+        rows = None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset)
+        settings = {"tst_ratio": args.tst_ratio, "rows_per_step": self._rows_per_step(), "dataset_rows": rows,
+                    "data_seed": args.data_seed if args.data_seed is not None else args.seed,
+                    "train_sampling_strategy": args.train_sampling_strategy}
+        if args.superposition_steps:
+            settings.update(tst_bag_size=args.tst_bag_size, tst_superpose=args.tst_superpose, tst_fold=args.tst_fold,
+                            max_steps=args.max_steps,
+                            tst_contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
         return settings
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """`Trainer.train`, refusing before any compute to resume from an incomplete checkpoint or
-        from one written with other TST settings, and leaving the model card in `output_dir` (a card
-        that cannot be written is a warning: it never costs a finished run)."""
+        """`Trainer.train`, placing the switch of an epoch-based run first (`TSTConfig.place_switch`), refusing before
+        any compute to resume from an incomplete checkpoint or from one written with other settings
+        (`resume_from_checkpoint` takes a folder, or `True`/`"last"` for the newest complete one), and leaving
+        the model card in `output_dir` (a card that cannot be written is a warning: it never costs a run)."""
+        dataset = self.train_dataset
+        self.args.place_switch(None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset))
+        self._settings_recorder.settings = self.run_settings()
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
+        self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, superposition_steps=self.args
+                                     .superposition_steps, output_dir=self.args.output_dir,
+                                     any_process=lambda flag: bool(self.accelerator.reduce(flag.float(), "sum")))
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
         self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device))
@@ -167,9 +179,7 @@ class TSTTrainer(Trainer):
             superposed = "bag_labels" in inputs and self.args.tst_superpose != "output"
             self._throughput.add_micro_batch(rows, length // self.args.tst_bag_size if superposed else length)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._skip_step:  # the optimizer leaves every parameter whose gradient is None as it is
-            self._skip_step = False
-            self._skipped_steps += 1
+        if self._guard is not None and self._guard.take_skip():  # the optimizer leaves grad-less parameters as is
             model.zero_grad(set_to_none=True)
         if self._switch_watch is not None and self._switch_watch.watches(self.state.global_step):
             self._switch_watch.add_micro_batch(loss)
@@ -178,34 +188,11 @@ class TSTTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Multi-hot cross-entropy for bagged batches, standard causal-LM loss for plain ones. In training,
         both come from the fused LM head when the model allows it (the logits are never materialised), and
-        a non-finite loss is caught before its backward (`_check_finite`)."""
+        a non-finite loss is caught before its backward (`hf_tst.guard`)."""
         result = self._compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if model.training and not return_outputs:
-            self._check_finite(result)
+        if model.training and not return_outputs and self._guard is not None:
+            self._guard.check(result, self.accelerator.sync_gradients, self.state.global_step + 1)
         return result
-
-    def _check_finite(self, loss) -> None:
-        """On the optimizer step's last micro-batch, before its backward (DeepSpeed steps the optimizer inside
-        backward), and alike on every process: if any of the step's losses was NaN or infinite, stop the run,
-        or with `tst_skip_nonfinite_steps` mark the step to be skipped. One device sync per step."""
-        nonfinite = ~torch.isfinite(loss.detach())
-        self._nonfinite = nonfinite if self._nonfinite is None else self._nonfinite | nonfinite
-        if not self.accelerator.sync_gradients:
-            return
-        nonfinite, self._nonfinite = self._nonfinite, None
-        if not self.accelerator.reduce(nonfinite.float(), "sum").item():
-            return
-        if self.args.tst_skip_nonfinite_steps:
-            self._skip_step = True
-            return
-        step = self.state.global_step + 1
-        phase = "superposition" if step <= self.args.superposition_steps else "recovery"
-        checkpoint = newest_complete_checkpoint(self.args.output_dir)
-        raise FloatingPointError(
-            f"non-finite training loss at step {step} ({phase} phase); the run stopped before that step's "
-            f"optimizer update, so nothing after step {step - 1} was trained or saved. Last complete checkpoint: "
-            f"{checkpoint or 'none'}. Resume from it (--resume_from_checkpoint last) with a lower learning_rate or "
-            "stronger max_grad_norm, or set tst_skip_nonfinite_steps=True to skip such steps.")
 
     def _compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         bagged = "bag_labels" in inputs
@@ -325,90 +312,11 @@ class TSTTrainer(Trainer):
                 logs["tst_phase"] = "superposition" if in_superposition else "recovery"
             if in_superposition:
                 logs["mce_loss"] = logs["loss"]
-            if self.args.tst_skip_nonfinite_steps:
-                logs["tst_skipped_steps"] = self._skipped_steps
+            if self.args.tst_skip_nonfinite_steps and self._guard is not None:
+                logs["tst_skipped_steps"] = self._guard.skipped_steps
             if self._throughput is not None:
                 tracked = self.args.include_num_input_tokens_seen not in ("no", False)
                 logs.update(self._throughput.end_window(self.state.num_input_tokens_seen if tracked else None))
         if self._switch_watch is not None:
             logs.update(self._switch_watch.pop_unlogged())
         super().log(logs, start_time)
-
-
-class PhaseSwitchCallback(TrainerCallback, ExportableState):
-    """Ends a logging window at the switch, so no logged loss mixes MCE with plain cross-entropy,
-    and evaluates and saves there when the run evaluates or saves at all: the phase-1 checkpoint
-    is the one the paper resumed from. Its saved state records the run's TST settings."""
-
-    def __init__(self, settings: dict):
-        self.settings = settings
-
-    def state(self) -> dict:
-        return {"args": self.settings, "attributes": {}}
-
-    def on_step_end(self, args: TSTConfig, state, control, **kwargs):
-        if args.superposition_steps and state.global_step == args.superposition_steps:
-            control.should_log = True
-            control.should_evaluate = args.eval_strategy != "no"
-            control.should_save = args.save_strategy != "no"
-        return control
-
-
-def _as_tst_config(args: TSTConfig | TrainingArguments | None) -> TSTConfig:
-    """`args` as a `TSTConfig`: unset gives the defaults, a plain `TrainingArguments` is converted."""
-    if args is None:
-        return TSTConfig(output_dir="tmp_trainer")
-    if isinstance(args, TSTConfig):
-        return args
-    if not isinstance(args, TrainingArguments):
-        raise TypeError(f"args must be a TSTConfig, got {type(args).__name__}; build it like TrainingArguments: "
-                        "TSTConfig(output_dir=..., max_steps=..., tst_bag_size=6, tst_ratio=0.3).")
-    converted = TSTConfig.from_training_arguments(args)
-    logger.warning(f"TSTTrainer: args is a plain {type(args).__name__}, converted to TSTConfig with the TST defaults "
-                   f"tst_bag_size={converted.tst_bag_size}, tst_ratio={converted.tst_ratio} (superposition for the "
-                   f"first {converted.superposition_steps} of {converted.max_steps} steps) and "
-                   f"include_num_input_tokens_seen={converted.include_num_input_tokens_seen!r}; pass "
-                   "args=TSTConfig(...) to choose them.")
-    return converted
-
-
-def _check_before_training(model, args: TSTConfig, train_dataset, processing_class, compute_loss_func) -> None:
-    """Refuse, before any compute, inputs that TST cannot train on, naming the parameter and the fix."""
-    if compute_loss_func is not None:
-        raise ValueError("compute_loss_func is not supported: TSTTrainer's loss is TST's own (multi-hot "
-                         "cross-entropy in superposition, next-token cross-entropy in recovery); leave it unset, "
-                         "or subclass TSTTrainer and override compute_loss.")
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and args.world_size == 1:
-        raise ValueError(f"{launched} processes were launched (WORLD_SIZE={launched}) but the training arguments are "
-                         "not distributed, so each process would train alone on all the data into one output_dir; "
-                         "on a machine without GPUs pass use_cpu=True (--use_cpu true).")
-    if model is not None and args.superposition_steps and args.tst_superpose != "output":
-        check_superposable(model)
-    vocab_size, tokens = _vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None
-    if vocab_size is not None and tokens is not None and tokens > vocab_size:
-        raise ValueError(f"the tokenizer (processing_class) has {tokens} tokens but the model's input embedding only "
-                         f"{vocab_size} rows; use the model's own tokenizer, or call "
-                         f"model.resize_token_embeddings({tokens}) before training.")
-    columns = getattr(train_dataset, "column_names", None)
-    if columns is not None and "input_ids" not in columns:
-        raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
-                         "text first, e.g. with hf_tst.data.pack_text_dataset(dataset, tokenizer, block_size).")
-    map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
-    if model is not None and map_style and len(train_dataset):
-        check_positions(model, len(train_dataset[0]["input_ids"]))  # a row's positions: its block's length
-
-
-def _vocab_size(model) -> int | None:
-    """Rows of the model's input embedding (read from the module, so it holds for sharded weights too)."""
-    embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    return getattr(embedding, "num_embeddings", None)
-
-
-def _pad_token_id(model, processing_class) -> int:
-    """Pad id for the collator: the tokenizer's, else the model config's, else 0 (pads are masked anyway)."""
-    for source in (processing_class, getattr(model, "config", None)):
-        pad = getattr(source, "pad_token_id", None)
-        if pad is not None:
-            return pad
-    return 0

@@ -67,3 +67,21 @@ def test_a_rotary_model_past_its_configured_maximum_is_warned_about(make_config,
     with caplog.at_level("WARNING", logger="hf_tst.modeling"):
         TSTTrainer(model=model, args=make_config(max_steps=4), train_dataset=packed_dataset(64, 64, 97))
     assert "block_size=64 is past LlamaForCausalLM's max_position_embeddings=32" in caplog.text
+
+
+@pytest.mark.parametrize("tst_ratio", [0.5, 0])
+def test_labels_that_differ_from_input_ids_are_refused_and_a_copy_is_accepted(make_config, tst_ratio):
+    """TST builds its own targets from input_ids, so other labels would be silently ignored: refused when
+    the first row has them (at construction) or a later one (when it is read, before its step)."""
+    data = packed_dataset(32, 8, 97)  # labels: a copy of input_ids, as run_clm packs them
+    TSTTrainer(model=tiny_llama(), train_dataset=data, args=make_config(max_steps=2, tst_ratio=tst_ratio)).train()
+    shifted = data.map(lambda row: {"labels": row["input_ids"][1:] + [-100]})
+    with pytest.raises(ValueError, match="'labels' column differs from its 'input_ids': TST builds its own targets"):
+        TSTTrainer(model=tiny_llama(), train_dataset=shifted, args=make_config(max_steps=2, tst_ratio=tst_ratio))
+    one_bad = data.map(lambda row, i: {"labels": [-100] * 8 if i == 9 else row["labels"]}, with_indices=True)
+    for train_dataset in (one_bad, one_bad.to_iterable_dataset()):
+        trainer = TSTTrainer(model=tiny_llama(), train_dataset=train_dataset,
+                             args=make_config(max_steps=8, tst_ratio=tst_ratio, tst_bag_size=2,
+                                              train_sampling_strategy="sequential"))
+        with pytest.raises(ValueError, match="'labels' column differs from its 'input_ids'"):
+            trainer.train()

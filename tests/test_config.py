@@ -21,7 +21,6 @@ from hf_tst.parser import TSTParser
     (dict(tst_superpose="both"), "tst_superpose='both' is unknown"),
     (dict(tst_fold="depth"), "tst_fold='depth' is unknown; choose one of sequence, batch"),
     (dict(tst_fold="batch", tst_superpose="output"), "tst_fold='batch' folds the input"),
-    (dict(max_steps=-1), "needs a known number of steps.*pass max_steps"),
     (dict(max_steps=1, tst_ratio=0.3), "rounds to 0 superposition steps"),
     (dict(train_sampling_strategy="group_by_length"), "train_sampling_strategy='group_by_length' does not apply"),
 ])
@@ -50,12 +49,10 @@ def test_trainer_refuses_foreign_collators(tmp_path):
 def test_plain_training_arguments_are_converted_with_the_tst_defaults_and_a_warning(tmp_path, caplog):
     fields = dict(output_dir=str(tmp_path), max_steps=10, learning_rate=3e-3, lr_scheduler_type="cosine",
                   per_device_train_batch_size=4, use_cpu=True, report_to="none")
-    with caplog.at_level("WARNING", logger="hf_tst.trainer"):
+    with caplog.at_level("WARNING", logger="hf_tst.config"):
         trainer = TSTTrainer(model=tiny_llama(), args=TrainingArguments(**fields))
     assert trainer.args.to_dict() == TSTConfig(**fields).to_dict()
     assert "converted to TSTConfig with the TST defaults tst_bag_size=6, tst_ratio=0.3" in caplog.text
-    with pytest.raises(ValueError, match="tst_ratio=0.3 needs a known number of steps.*pass max_steps"):
-        TSTTrainer(model=tiny_llama(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
 
 
 def test_a_custom_loss_function_is_refused(tmp_path):
@@ -112,3 +109,11 @@ def test_batches_are_copied_to_the_device_without_waiting_unless_the_user_says_o
     assert unpinned.accelerator_config.non_blocking is False  # non-blocking copies need pinned memory
     chosen = TSTConfig(output_dir=str(tmp_path), max_steps=10, accelerator_config={"non_blocking": False})
     assert chosen.accelerator_config.non_blocking is False
+
+
+def test_use_liger_kernel_needs_the_liger_loss_kernel_too(tmp_path):
+    """Trainer's use_liger_kernel patches the model's layers and asks for Liger's cross-entropy, but TST
+    computes the loss itself: the two must agree, by name."""
+    with pytest.raises(ValueError, match=r"use_liger_kernel=True .* tst_loss_kernel='eager'; set "
+                                         r"tst_loss_kernel='liger' as well .* or use_liger_kernel=False"):
+        TSTConfig(output_dir=str(tmp_path), max_steps=10, use_liger_kernel=True)

@@ -10,8 +10,8 @@ from conftest import TINY_SHRUNK
 from transformers import AutoTokenizer
 
 from hf_tst.arguments import DataArguments
-from hf_tst.data import has_text, load_text, pack_text_dataset
 from hf_tst.scripts import train as train_script
+from hf_tst.text import has_text, load_text, pack_text_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CLEAN = ["The first document has enough words to fill a block or two of tokens. " * 4,

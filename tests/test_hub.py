@@ -14,6 +14,7 @@ from conftest import PLOTS, load_recipe, packed_dataset, tiny_llama
 from huggingface_hub.utils import filter_repo_objects
 from transformers import AutoModelForCausalLM
 from transformers.utils import hub as transformers_hub
+from transformers.utils import logging as transformers_logging
 
 from hf_tst import TSTTrainer
 
@@ -111,11 +112,24 @@ def files_holding(root: Path, secret: str) -> list[str]:
                   if path.is_file() and secret.encode() in path.read_bytes())
 
 
-def test_the_hub_token_is_in_no_file_the_run_writes_nor_in_any_upload(tmp_path, hub, make_config):
+def test_no_text_form_of_the_arguments_shows_the_token(make_config):
+    """`@dataclass` writes a `__repr__` of its own unless told not to; TrainingArguments' hides the token."""
+    args = make_config(max_steps=6, hub_token=SECRET)
+    forms = {"repr": repr(args), "str": str(args), "f-string": f"{args!r} {args}", "to_dict": str(args.to_dict()),
+             "to_json_string": args.to_json_string(), "to_sanitized_dict": str(args.to_sanitized_dict())}
+    assert [name for name, text in forms.items() if SECRET in text] == []
+    assert "hub_token=<HUB_TOKEN>" in repr(args) and "tst_bag_size=6" in repr(args)
+
+
+def test_the_hub_token_is_in_no_file_the_run_writes_nor_in_any_upload(tmp_path, hub, make_config, capfd, caplog):
     """A token passed as hub_token (how a cluster job pushes without a login) stays in memory: the output
     folder, its checkpoints (training_args.bin is a pickle of the arguments), the card, the trainer state,
-    the tracker's event files, and everything uploaded (switch branch, final push, recipes/push.py) hold
-    none of its bytes; the saved arguments still load, without it."""
+    the tracker's event files (hparams included), everything uploaded (switch branch, final push,
+    recipes/push.py) and the run's console and log records hold none of its bytes; the saved arguments
+    still load, without it."""
+    transformers_logging.set_verbosity_debug()
+    transformers_logging.enable_propagation()
+    caplog.set_level("DEBUG")
     out = tmp_path / "out"
     trackers = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
     trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
@@ -135,3 +149,8 @@ def test_the_hub_token_is_in_no_file_the_run_writes_nor_in_any_upload(tmp_path, 
     assert files_holding(out, SECRET) == [] and files_holding(hub.root, SECRET) == []
     saved = torch.load(out / "training_args.bin", weights_only=False)
     assert saved.hub_token is None and saved.max_steps == 6 and saved.hub_model_id == "someone/secret-test"
+    printed = capfd.readouterr()
+    transformers_logging.disable_propagation()
+    transformers_logging.set_verbosity_warning()
+    assert "Training Arguments" in caplog.text or "***** Running training *****" in caplog.text  # logs were seen
+    assert SECRET not in printed.out + printed.err and SECRET not in caplog.text

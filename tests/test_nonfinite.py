@@ -2,13 +2,17 @@
 the last complete checkpoint; or, opted in, the step is skipped: no parameter moves, and the logs count it."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import packed_dataset, tiny_llama
+from conftest import REPO, packed_dataset, tiny_llama
 from transformers import TrainerCallback
 
 from hf_tst import TSTTrainer
+from hf_tst.guard import NonFiniteGuard
 
 
 class PoisonedTrainer(TSTTrainer):
@@ -59,3 +63,46 @@ def test_an_opted_in_skip_leaves_the_parameters_of_the_bad_step_unchanged_and_co
     logs = [log for log in trainer.state.log_history if "loss" in log]
     assert [log["tst_skipped_steps"] for log in logs] == [0, 0, 0, 1, 1, 1]
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_per_device_loss_vector_is_reduced_before_the_check(tmp_path):
+    """Single-process multi-GPU DataParallel returns one loss per device: one NaN among them stops (or
+    skips) the step, and finite vectors pass; the flag crosses processes as one scalar."""
+    seen = []
+
+    def any_process(flag):
+        seen.append(flag.shape)
+        return bool(flag)
+
+    guard = NonFiniteGuard(skip=False, any_process=any_process, superposition_steps=3, output_dir=str(tmp_path))
+    guard.check(torch.tensor([1.0, 2.0]), end_of_step=False, step=5)
+    guard.check(torch.tensor([3.0, 4.0]), end_of_step=True, step=5)
+    guard.check(torch.tensor([1.0, float("nan")]), end_of_step=False, step=6)
+    with pytest.raises(FloatingPointError, match=r"at step 6 \(recovery phase\).*Last complete checkpoint: none"):
+        guard.check(torch.tensor([1.0, 2.0]), end_of_step=True, step=6)
+    assert seen == [torch.Size([]), torch.Size([])]
+    skipping = NonFiniteGuard(skip=True, any_process=bool, superposition_steps=3, output_dir=str(tmp_path))
+    skipping.check(torch.tensor([float("inf"), 1.0]), end_of_step=True, step=2)
+    assert skipping.take_skip() and not skipping.take_skip() and skipping.skipped_steps == 1
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_of_two_processes_skips_the_step_on_both(tmp_path):
+    """Two gloo processes, a NaN loss on rank 1 only in step 4: both skip it, so after step 4 every
+    parameter and the optimizer's moments are those after step 3, on both processes, and step 5 trains."""
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                             "recipes/accelerate/ddp.yaml", "--num_processes", "2", "--mixed_precision", "no",
+                             "--dynamo_backend", "no", str(Path(__file__).with_name("run_nonfinite.py")),
+                             str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    for snapshots in ranks:
+        assert sorted(snapshots) == [3, 4, 5]
+        for name, value in snapshots[3].items():
+            assert torch.equal(snapshots[4][name], value), name
+        assert not torch.equal(snapshots[5]["model.norm.weight"], snapshots[4]["model.norm.weight"])
+        assert all(torch.isfinite(value).all() for value in snapshots[5].values())
+    assert snapshots[4].keys() == ranks[0][4].keys() and len(snapshots[4]) > 40  # parameters and moments
+    for name, value in ranks[0][5].items():
+        torch.testing.assert_close(ranks[1][5][name], value)  # the processes stayed in step

@@ -67,11 +67,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
     assert resumed_data == {step: expected_data[step] for step in resumed_data}
 
 
-def short_run(output_dir, make_config, **overrides):
+def short_run(output_dir, make_config, blocks=40, **overrides):
     settings = dict(output_dir=str(output_dir), max_steps=6, tst_ratio=0.5, tst_bag_size=3,
                     per_device_train_batch_size=2, save_strategy="steps", save_steps=2)
     args = make_config(**{**settings, **overrides})
-    return TSTTrainer(model=tiny_llama(), args=args, train_dataset=packed_dataset(40, 8, 97))
+    return TSTTrainer(model=tiny_llama(), args=args, train_dataset=packed_dataset(blocks, 8, 97))
 
 
 def test_interrupted_save_is_refused_by_name_and_skipped_by_resume_true(tmp_path, make_config):
@@ -79,10 +79,17 @@ def test_interrupted_save_is_refused_by_name_and_skipped_by_resume_true(tmp_path
     (tmp_path / "checkpoint-6" / "trainer_state.json").unlink()  # as if killed mid-save
     with pytest.raises(ValueError, match="checkpoint-6.*not a complete checkpoint"):
         short_run(tmp_path, make_config).train(resume_from_checkpoint=str(tmp_path / "checkpoint-6"))
-    trainer = short_run(tmp_path, make_config)
-    trainer.train(resume_from_checkpoint=True)
-    assert trainer.state.global_step == 6
-    assert [log["step"] for log in trainer.state.log_history if "loss" in log] == [1, 2, 3, 4, 5, 6]
+    for newest in (True, "last"):
+        (tmp_path / "checkpoint-6" / "trainer_state.json").unlink(missing_ok=True)
+        trainer = short_run(tmp_path, make_config)
+        trainer.train(resume_from_checkpoint=newest)
+        assert trainer.state.global_step == 6
+        assert [log["step"] for log in trainer.state.log_history if "loss" in log] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_last_without_a_checkpoint_is_refused_by_name(tmp_path, make_config):
+    with pytest.raises(ValueError, match=r"resume_from_checkpoint='last', but .* holds no complete checkpoint"):
+        short_run(tmp_path, make_config).train(resume_from_checkpoint="last")
 
 
 @pytest.mark.parametrize("change, message", [
@@ -90,6 +97,13 @@ def test_interrupted_save_is_refused_by_name_and_skipped_by_resume_true(tmp_path
     (dict(tst_ratio=0.34), "tst_ratio 0.5 -> 0.34"),
     (dict(max_steps=8), "max_steps 6 -> 8"),
     (dict(per_device_train_batch_size=4), "rows_per_step 2 -> 4"),
+    # settings that move the data position: which block each row reads
+    (dict(tst_fold="batch"), "tst_fold 'sequence' -> 'batch', tst_contiguous_rows True -> False"),
+    (dict(tst_contiguous_rows=False), "tst_contiguous_rows True -> False"),
+    (dict(seed=1), "data_seed 0 -> 1"),
+    (dict(data_seed=7), "data_seed 0 -> 7"),
+    (dict(train_sampling_strategy="sequential"), "train_sampling_strategy 'random' -> 'sequential'"),
+    (dict(blocks=44), "dataset_rows 40 -> 44"),
 ])
 def test_changed_settings_are_refused_unless_allowed(tmp_path, make_config, change, message):
     short_run(tmp_path, make_config).train()

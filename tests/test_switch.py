@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import packed_dataset, tiny_llama
 
-from hf_tst import TSTTrainer
+from hf_tst import TSTConfig, TSTTrainer
 from hf_tst.switch import SwitchWatch, describe_switch, switch_figures
 
 
@@ -51,3 +51,33 @@ def test_a_run_without_superposition_does_not_watch(make_config):
                          args=make_config(max_steps=4, tst_ratio=0.0))
     trainer.train()
     assert switch_figures(trainer.state.log_history) == {}
+
+
+def test_default_arguments_build_and_an_epoch_based_run_switches_where_a_max_steps_run_does(make_config, tmp_path):
+    """40 rows in batches of 4 are 10 batches; 3 of them a step: 4 steps an epoch (the last one partial);
+    1.5 epochs: 6 steps, as a plain Trainer counts them; the switch at round(0.3 x 6) = 2. The epoch-based
+    run then equals a max_steps=6 run step for step."""
+    assert TSTConfig(output_dir=str(tmp_path)).superposition_steps == 0  # max_steps not known until train()
+    TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(40, 8, 97))  # default arguments build
+    data = packed_dataset(40, 8, 97)
+    common = dict(gradient_accumulation_steps=3, tst_bag_size=4)
+    plain = TSTTrainer(model=tiny_llama(), train_dataset=data, args=make_config(num_train_epochs=1.5, tst_ratio=0,
+                                                                               **common))
+    plain.train()  # tst_ratio=0: the plain Trainer's own loop counts the steps
+    runs = [TSTTrainer(model=tiny_llama(), train_dataset=data, args=make_config(tst_ratio=0.3, **common, **length))
+            for length in (dict(num_train_epochs=1.5), dict(max_steps=6))]
+    for run in runs:
+        run.train()
+    by_epochs, by_steps = ([(log["step"], log["tst_bag_size"], log["loss"]) for log in run.state.log_history
+                            if "loss" in log] for run in runs)
+    assert plain.state.global_step == runs[0].state.global_step == 6 and runs[0].args.superposition_steps == 2
+    assert [bag for _, bag, _ in by_epochs] == [4, 4, 1, 1, 1, 1]
+    assert by_epochs == by_steps
+
+
+def test_an_epoch_based_run_of_a_stream_is_refused_naming_max_steps(make_config):
+    with pytest.raises(ValueError, match="max_steps has to be specified"):  # (Trainer's own check)
+        TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(40, 8, 97).to_iterable_dataset(),
+                   args=make_config(num_train_epochs=1))
+    with pytest.raises(ValueError, match="streaming .* train_dataset does not give; set max_steps"):
+        make_config(num_train_epochs=1).place_switch(examples=None)

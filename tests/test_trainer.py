@@ -90,29 +90,31 @@ def test_bag_size_one_superposition_path_reproduces_plain_trainer(tmp_path, make
     torch.testing.assert_close(torch.tensor(step_losses(tst)), torch.tensor(step_losses(plain)), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize(("superpose", "fold"), [("full", "sequence"), ("output", "sequence"), ("full", "batch")])
-def test_map_style_data_is_read_once_per_epoch_across_the_switch(tmp_path, make_config, superpose, fold):
+@pytest.mark.parametrize(("superpose", "fold", "steps"), [("full", "sequence", 10), ("output", "sequence", 20),
+                                                         ("full", "batch", 10)])
+def test_map_style_data_is_read_once_per_epoch_across_the_switch(tmp_path, make_config, superpose, fold, steps):
     """30 blocks: 4 superposition steps read 24, recovery the rest of the pass and then a new one
-    (superpose='output' reads 8 and 12, one pass). Rows of random blocks (batch folding, single-block
-    rows) read them in the plain Trainer's order; contiguous rows read them in groups (checked by the
-    contiguity test below)."""
+    (superpose='output', with single-block rows, runs 20 steps: 16 blocks, then 24 in recovery, so it too
+    reads a whole pass). Rows of random blocks (batch folding, single-block rows) read them in the plain
+    Trainer's order; contiguous rows read them in groups (checked by the contiguity test below)."""
     L, s, batch = 8, 3, 2
+    bagged_steps = round(0.4 * steps)
     data = packed_dataset(30, L, 97)
     tst = RecordingTSTTrainer(model=tiny_llama(), train_dataset=data,
-                              args=make_config(max_steps=10, tst_ratio=0.4, tst_bag_size=s, tst_superpose=superpose,
+                              args=make_config(max_steps=steps, tst_ratio=0.4, tst_bag_size=s, tst_superpose=superpose,
                                                tst_fold=fold, per_device_train_batch_size=batch))
     tst.train()
     read = blocks_of(tst.seen_input_ids, L)
     blocks_per_row = s if superpose == "full" else 1
+    recovery = [(batch, L)] * (steps - bagged_steps)
     if fold == "sequence":  # s blocks joined into each row
-        assert [tuple(x.shape) for x in tst.seen_input_ids] == [(batch, L * blocks_per_row)] * 4 + [(batch, L)] * 6
+        assert [tuple(x.shape) for x in tst.seen_input_ids] == [(batch, L * blocks_per_row)] * bagged_steps + recovery
     else:  # each block a row of its own, s times the rows; L=8 tokens make 3 bags, the last one partial
-        assert [tuple(x.shape) for x in tst.seen_input_ids] == [(batch * s, 9)] * 4 + [(batch, L)] * 6
+        assert [tuple(x.shape) for x in tst.seen_input_ids] == [(batch * s, 9)] * bagged_steps + recovery
         read = blocks_of([x[:, :L] for x in tst.seen_input_ids], L)
-    assert len(read) == 4 * batch * blocks_per_row + 6 * batch
+    assert len(read) == bagged_steps * batch * blocks_per_row + (steps - bagged_steps) * batch > len(data)
     first_epoch = read[:len(data)]
-    assert len(set(first_epoch)) == len(first_epoch)  # each block once, none skipped
-    assert len(read) < len(data) or set(first_epoch) == {tuple(x) for x in data["input_ids"]}
+    assert sorted(first_epoch) == sorted(tuple(x) for x in data["input_ids"])  # each block once, none skipped
     assert tst.state.epoch == pytest.approx(len(read) / len(data))  # epochs count passes over the data
     if superpose == "full" and fold == "sequence":
         return

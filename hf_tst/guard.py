@@ -1,0 +1,62 @@
+"""The non-finite guard: a NaN or infinite training loss never trains and never saves.
+
+The guard sees every micro-batch's loss after its forward and, on the optimizer step's last
+micro-batch, before its backward (DeepSpeed steps the optimizer inside backward), decides for
+the whole step, alike on every process (one flag reduced over processes, one device sync per step):
+
+- stop: a `FloatingPointError` names the step, its phase and the newest complete checkpoint,
+  so nothing after the last good step is trained or saved;
+- or, with `skip=True`, mark the step: the trainer then drops its gradients, and the optimizer
+  leaves every parameter and its moments as they were.
+
+A loss may hold one value per device (single-process multi-GPU `DataParallel` returns the losses
+of its replicas as a vector): any non-finite entry counts.
+"""
+
+from collections.abc import Callable
+
+import torch
+
+from .resume import newest_complete_checkpoint
+
+
+class NonFiniteGuard:
+    """Watches the losses of each optimizer step. `any_process(flag)` reduces a 0-d bool tensor over
+    the processes and returns whether any process set it (every process must call it)."""
+
+    def __init__(self, *, skip: bool, any_process: Callable[[torch.Tensor], bool], superposition_steps: int,
+                 output_dir: str):
+        self.skip = skip
+        self.any_process = any_process
+        self.superposition_steps = superposition_steps
+        self.output_dir = output_dir
+        self.skipped_steps = 0
+        self._seen = None  # whether the current step has seen a non-finite loss (a device tensor)
+        self._skip_pending = False
+
+    def check(self, loss: torch.Tensor, end_of_step: bool, step: int) -> None:
+        """Take a micro-batch's loss; at the end of optimizer step `step` (1-based), stop the run or
+        mark the step to skip when any of the step's losses, on any process, was not finite."""
+        nonfinite = ~torch.isfinite(loss.detach()).all()
+        self._seen = nonfinite if self._seen is None else self._seen | nonfinite
+        if not end_of_step:
+            return
+        seen, self._seen = self._seen, None
+        if not self.any_process(seen):
+            return
+        if self.skip:
+            self._skip_pending = True
+            return
+        phase = "superposition" if step <= self.superposition_steps else "recovery"
+        checkpoint = newest_complete_checkpoint(self.output_dir)
+        raise FloatingPointError(
+            f"non-finite training loss at step {step} ({phase} phase); the run stopped before that step's "
+            f"optimizer update, so nothing after step {step - 1} was trained or saved. Last complete checkpoint: "
+            f"{checkpoint or 'none'}. Resume from it (--resume_from_checkpoint last) with a lower learning_rate or "
+            "stronger max_grad_norm, or set tst_skip_nonfinite_steps=True to skip such steps.")
+
+    def take_skip(self) -> bool:
+        """Whether the step just run is to be skipped; counts it, once."""
+        skip, self._skip_pending = self._skip_pending, False
+        self.skipped_steps += skip
+        return skip
