@@ -90,8 +90,9 @@ class TSTConfig(TrainingArguments):
         metadata={"choices": FOLDS,
                   "help": "How a superposition step spends a plain step's compute on s times the data: 'sequence' "
                           "(the paper: rows of s*L tokens folded to L positions) or 'batch' (rows of L tokens folded "
-                          "to L/s positions, s times as many rows per micro-batch: the same linear-layer FLOPs, "
-                          "cheaper attention, and the same data order)."},
+                          "to L/s positions, s times as many rows per micro-batch: the same linear-layer FLOPs and "
+                          "cheaper attention; its s blocks are drawn at random, where sequence folding reads s "
+                          "consecutive blocks)."},
     )
     tst_contiguous_rows: bool = field(
         default=True,

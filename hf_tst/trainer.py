@@ -112,8 +112,8 @@ class TSTTrainer(Trainer):
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
-        self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, superposition_steps=self.args
-                                     .superposition_steps, output_dir=self.args.output_dir,
+        self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, output_dir=self.args.output_dir,
+                                     superposition_steps=self.args.superposition_steps,
                                      any_process=lambda flag: bool(self.accelerator.reduce(flag.float(), "sum")))
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
@@ -242,17 +242,14 @@ class TSTTrainer(Trainer):
         if self._fused_head is None or self._fused_head[0] is not head:
             if self._fused_head is not None and self._fused_head[1] is not None:
                 self._fused_head[1].remove()
-            sharded = self.is_fsdp_enabled or self._zero_stage() == 3
+            plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+            sharded = self.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3
             problem = fused_head_problem(unwrapped, in_forward=sharded)
             if problem is not None:
                 logger.warning(f"tst_fused_lm_head: {type(unwrapped).__name__} trains on its materialised logits, "
                                f"because {problem}.")
             self._fused_head = (head, None if problem else FusedLMHead(unwrapped, in_forward=sharded))
         return self._fused_head[1]
-
-    def _zero_stage(self) -> int | None:
-        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None) if self.is_deepspeed_enabled else None
-        return getattr(plugin, "zero_stage", None)
 
     def _get_num_items_in_batch(self, batch_samples, device):
         """For bagged batches: the weight mass of all valid targets of the optimizer step, the

@@ -238,3 +238,16 @@ def test_a_baseline_budget_behind_the_stable_run_is_refused(tmp_path, monkeypatc
     make_ladder(tmp_path, budgets=[60], baseline_budgets=[], train=runs).run_baseline()  # stable run to step 54
     with pytest.raises(ValueError, match=r"budget 40 branches at step 36, but the stable run .* \(step 54\)"):
         make_ladder(tmp_path, budgets=[40], baseline_budgets=[], train=runs).run_baseline()
+
+
+def test_list_flags_take_several_values_or_a_yaml_list(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    (tmp_path / "ladder.yaml").write_text("base: " + str(REPO / "recipes/configs/tiny.yaml") + "\n"
+                                          "budgets: [8, 12]\nbaseline_budgets: [16]\n"
+                                          "dataset_name: [one/corpus, two/corpus]\ndataset_probabilities: [0.7, 0.3]\n")
+    own, _, data_args, *_ = ladder.make_parser().parse_args_and_config(["--config", str(tmp_path / "ladder.yaml")])
+    assert (own.budgets, own.baseline_budgets) == ([8, 12], [16])
+    assert (data_args.dataset_name, data_args.dataset_probabilities) == (["one/corpus", "two/corpus"], [0.7, 0.3])
+    own = ladder.make_parser().parse_args_and_config(["--config", str(tmp_path / "ladder.yaml"), "--budgets", "4",
+                                                      "6"])[0]
+    assert own.budgets == [4, 6]
