@@ -81,6 +81,8 @@ TRAINING_ARGUMENTS = (ModelArguments, DataArguments, ScriptArguments, TSTConfig)
 
 def as_list(value) -> list | None:
     """A list field's value as a list: a YAML or command-line list stays one, a single value (a YAML scalar)
-    becomes one, and empty strings are dropped (`--dataset_name ""` unsets a config's value); None when empty."""
+    becomes one, a comma-separated string (the older form, `a,b`) is split, and empty strings are dropped
+    (`--dataset_name ""` unsets a config's value); None when empty."""
     values = value if isinstance(value, list | tuple) else [value]
+    values = [part for item in values for part in (item.split(",") if isinstance(item, str) else [item])]
     return [item for item in values if item not in (None, "")] or None

@@ -248,6 +248,6 @@ def test_list_flags_take_several_values_or_a_yaml_list(tmp_path, monkeypatch):
     own, _, data_args, *_ = ladder.make_parser().parse_args_and_config(["--config", str(tmp_path / "ladder.yaml")])
     assert (own.budgets, own.baseline_budgets) == ([8, 12], [16])
     assert (data_args.dataset_name, data_args.dataset_probabilities) == (["one/corpus", "two/corpus"], [0.7, 0.3])
-    own = ladder.make_parser().parse_args_and_config(["--config", str(tmp_path / "ladder.yaml"), "--budgets", "4",
-                                                      "6"])[0]
-    assert own.budgets == [4, 6]
+    own, _, data_args, *_ = ladder.make_parser().parse_args_and_config([
+        "--config", str(tmp_path / "ladder.yaml"), "--budgets", "4", "6", "--dataset_name", "three/corpus,four/corpus"])
+    assert own.budgets == [4, 6] and data_args.dataset_name == ["three/corpus", "four/corpus"]  # commas still split
