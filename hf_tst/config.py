@@ -8,6 +8,7 @@ TST (the README's "TST in a few lines") trains the first `round(tst_ratio * max_
 
 import copy
 import math
+import signal
 import warnings
 from dataclasses import dataclass, field, fields
 
@@ -42,6 +43,7 @@ class TSTConfig(TrainingArguments):
     - `tst_peak_tflops` (default `None`: looked up for known GPUs): a device's peak, for the logged MFU.
     - `tst_skip_nonfinite_steps` (default `False`): skip a step with a NaN/Inf loss instead of stopping.
     - `tst_allow_changed_settings` (default `False`): resume under other TST settings.
+    - `tst_save_on_signal` (default SIGTERM, SIGUSR1): save and exit with status 75 on these signals.
 
     Defaults changed from `TrainingArguments`:
 
@@ -137,6 +139,13 @@ class TSTConfig(TrainingArguments):
                           "superpose mode, rows per step). Off by default: these place the phase switch and the "
                           "data position, so a changed value silently breaks the run's data accounting."},
     )
+    tst_save_on_signal: list[str] = field(
+        default_factory=lambda: ["SIGTERM", "SIGUSR1"],
+        metadata={"help": "Signals (names) on which the run finishes its optimizer step, saves a complete checkpoint "
+                          "and exits with status 75 to be requeued, as SLURM's SIGTERM or --signal ask before a job "
+                          "is killed; every process agrees through one all-reduce per step. Pass none to leave "
+                          "signals to their defaults."},
+    )
     include_num_input_tokens_seen: str = field(
         default="non_padding",
         metadata={"help": "Track data tokens seen (logged as `num_input_tokens_seen`): in a superposition step "
@@ -163,6 +172,11 @@ class TSTConfig(TrainingArguments):
                 raise ValueError(f"{spec.name}={value!r} is unknown; choose one of {', '.join(choices)}.")
         if self.tst_loss_kernel == "liger":
             require("liger_kernel", "gpu", "tst_loss_kernel='liger'")
+        self.tst_save_on_signal = [name for name in self.tst_save_on_signal if name.lower() != "none"]
+        unknown = [name for name in self.tst_save_on_signal if name not in signal.Signals.__members__]
+        if unknown:
+            raise ValueError(f"tst_save_on_signal names {', '.join(unknown)}, not signals; use names such as "
+                             "SIGTERM and SIGUSR1, or none.")
         if self.tst_peak_tflops is not None and not self.tst_peak_tflops > 0:
             raise ValueError(f"tst_peak_tflops must be > 0, got {self.tst_peak_tflops!r}; pass the device's peak "
                              "dense bf16 TFLOP/s (e.g. 989 for an H100) or leave it unset.")

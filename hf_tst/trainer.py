@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
@@ -25,6 +26,7 @@ from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .modeling import pad_token_id, vocab_size
+from .preemption import SaveOnSignal
 from .resume import check_resume_settings, resolve_checkpoint
 from .superpose import EmbeddingSuperposition, next_tokens_targets
 from .switch import PhaseSwitchCallback, SwitchWatch
@@ -76,6 +78,7 @@ class TSTTrainer(Trainer):
                          preprocess_logits_for_metrics=preprocess_logits_for_metrics)
         self._settings_recorder = PhaseSwitchCallback(**self.run_settings())
         self.add_callback(self._settings_recorder)
+        self.add_callback(SaveOnSignal(args.tst_save_on_signal, any_process=self._any_process))
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
@@ -113,8 +116,7 @@ class TSTTrainer(Trainer):
         if checkpoint is not None:
             check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
         self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, output_dir=self.args.output_dir,
-                                     superposition_steps=self.args.superposition_steps,
-                                     any_process=lambda flag: bool(self.accelerator.reduce(flag.float(), "sum")))
+                                     superposition_steps=self.args.superposition_steps, any_process=self._any_process)
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
         self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device))
@@ -138,26 +140,22 @@ class TSTTrainer(Trainer):
             raise ValueError("TSTTrainer: training requires a train_dataset.")
         args = self.args
         self._block_stream = PhasedBlockStream(
-            self.train_dataset,
-            bag_size=args.tst_bag_size,
+            self.train_dataset, bag_size=args.tst_bag_size, batch_size=self._train_batch_size,
             blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
             superposition_rows=args.superposition_steps * self._rows_per_step(),
-            batch_size=self._train_batch_size,
             seed=args.data_seed if args.data_seed is not None else args.seed,
-            shuffle=args.train_sampling_strategy != "sequential",
-            contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence",
-            fold_into_batch=args.tst_fold == "batch",
-        )
-        loader = DataLoader(
-            self._block_stream,
-            batch_size=self._train_batch_size,
-            collate_fn=self.data_collator,
-            num_workers=args.dataloader_num_workers,
-            pin_memory=args.dataloader_pin_memory,
-            persistent_workers=args.dataloader_persistent_workers,
-            prefetch_factor=args.dataloader_prefetch_factor,
-        )
+            shuffle=args.train_sampling_strategy != "sequential", fold_into_batch=args.tst_fold == "batch",
+            contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
+        loader = DataLoader(self._block_stream, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+                            persistent_workers=args.dataloader_persistent_workers,
+                            prefetch_factor=args.dataloader_prefetch_factor)
         return self.accelerator.prepare(loader)
+
+    def _any_process(self, flag) -> bool:
+        """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""
+        flag = torch.as_tensor(flag, dtype=torch.float32, device=self.args.device)
+        return bool(self.accelerator.reduce(flag, "sum"))
 
     def _rows_per_step(self) -> int:
         """Data rows in one optimizer step, over all devices."""

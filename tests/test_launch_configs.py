@@ -1,11 +1,13 @@
 """The shipped launch configs parse, and the SLURM script, dry-run with stand-ins for srun,
-scontrol and accelerate, launches one correctly-ranked `accelerate launch` per node whose
-arguments accelerate and recipes/train.py both accept."""
+scontrol, scancel and accelerate, launches one correctly-ranked `accelerate launch` per node whose
+arguments accelerate and recipes/train.py both accept, and requeues a preempted job, which resumes."""
 
 import json
 import os
+import signal
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 from accelerate.commands.config.config_args import load_config_from_file
@@ -66,3 +68,35 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
             os.chdir(cwd)
     assert tst_config.tst_bag_size == 8 and tst_config.max_steps == 300  # the override over the YAML
     assert model_args.model_config == "recipes/models/tiny-llama" and data_args.block_size == 128
+
+
+def test_slurm_script_passes_the_preemption_signal_on_and_requeues_and_a_requeued_job_resumes(tmp_path):
+    """SLURM signals the batch script (USR1, --signal=B:USR1@300): it signals the job's training processes
+    (scancel --signal=USR1), waits for them to save and exit, and requeues the job; a requeued job
+    (SLURM_RESTART_COUNT > 0) resumes from the newest complete checkpoint with the same flags."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    stand_in(bin_dir, "scontrol", f'if [ "$1" = show ]; then printf "node-a\\n"; '
+                                  f'else echo "scontrol $*" >> {calls}; fi\n')
+    stand_in(bin_dir, "scancel", f'echo "scancel $*" >> {calls}\n')
+    stand_in(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done\nSLURM_PROCID=0 "$@"\n')
+    stand_in(bin_dir, "accelerate", f'touch {tmp_path}/started; sleep 3; echo "$@" > {tmp_path}/launch.txt; exit 1\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-a",
+           "SLURM_NNODES": "1", "SLURM_JOB_ID": "4242"}
+    batch = subprocess.Popen(["bash", "recipes/slurm/train.sbatch", "recipes/configs/tiny.yaml"], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (tmp_path / "started").exists():
+        time.sleep(0.05)
+    batch.send_signal(signal.SIGUSR1)
+    out, err = batch.communicate(timeout=30)
+    assert batch.returncode == 0, err
+    assert calls.read_text().splitlines() == ["scancel --signal=USR1 4242", "scontrol requeue 4242"]
+    assert (tmp_path / "launch.txt").exists()  # the training ran to its end (its save) before the requeue
+    assert "--resume_from_checkpoint" not in (tmp_path / "launch.txt").read_text()
+
+    requeued = subprocess.run(["bash", "recipes/slurm/train.sbatch", "recipes/configs/tiny.yaml", "--max_steps", "9"],
+                              cwd=REPO, env={**env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True)
+    assert requeued.returncode == 1  # the stand-in training's own status, passed on when not preempted
+    assert (tmp_path / "launch.txt").read_text().split()[-4:] == ["--max_steps", "9", "--resume_from_checkpoint",
+                                                                  "last"]

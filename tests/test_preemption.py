@@ -1,0 +1,74 @@
+"""Preemption: SIGTERM (as SLURM sends it before a kill) at a step in superposition or in recovery makes
+the run finish that step, save a complete checkpoint there and exit with status 75; the run resumed from it
+gives the uninterrupted run's per-step losses. One process, and two gloo processes with only one of them
+signalled; a second signal during the save does not cut it short."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from hf_tst.preemption import PREEMPTED_EXIT_CODE
+from hf_tst.resume import newest_complete_checkpoint
+
+RUNNER = Path(__file__).with_name("run_tiny.py")
+# A step drawn at random in each phase of run_tiny.py's 8-step run (switch after step 4); seeded, so a failure
+# names a step that reproduces.
+STEPS = random.Random(2026)
+SUPERPOSITION_STEP, RECOVERY_STEP = STEPS.randint(1, 3), STEPS.randint(5, 7)
+TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/ddp.yaml",
+                 "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def run(output_dir, *flags, processes=1):
+    launcher = TWO_PROCESSES if processes == 2 else [sys.executable]
+    return subprocess.run([*launcher, str(RUNNER), str(output_dir), str(output_dir) + ".jsonl", *flags], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Per-step losses of the uninterrupted runs, by process count."""
+    cache = {}
+
+    def get(processes):
+        if processes not in cache:
+            result = run(tmp_path_factory.mktemp("uninterrupted") / "out", processes=processes)
+            assert result.returncode == 0, result.stderr[-2000:]
+            cache[processes] = json.loads(result.stdout.splitlines()[-1])
+        return cache[processes]
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes, step, extra", [
+    (1, SUPERPOSITION_STEP, []),
+    (1, RECOVERY_STEP, []),
+    (1, RECOVERY_STEP, ["--sigterm_during_save"]),
+    (2, SUPERPOSITION_STEP, ["--sigterm_rank", "1"]),  # only the second process is signalled: both must stop
+    (2, RECOVERY_STEP, ["--sigterm_rank", "1", "--sigterm_during_save"]),
+])
+def test_sigterm_saves_at_the_step_boundary_and_the_resumed_run_matches(tmp_path, uninterrupted, processes, step,
+                                                                        extra):
+    out = tmp_path / "out"
+    preempted = run(out, "--sigterm_mid_step", str(step), *extra, processes=processes)
+    assert f"saved a complete checkpoint at step {step}; exiting with status {PREEMPTED_EXIT_CODE}" in preempted.stderr
+    if processes == 1:
+        assert preempted.returncode == PREEMPTED_EXIT_CODE, preempted.stderr[-2000:]
+    else:
+        assert preempted.returncode != 0  # the launcher reports its workers' status 75 as a failure
+    assert newest_complete_checkpoint(str(out)) == str(out / f"checkpoint-{step}")  # the signalled step, complete
+    resumed = run(out, "--resume", processes=processes)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads(resumed.stdout.splitlines()[-1]) == uninterrupted(processes)
+
+
+def test_unknown_signal_names_are_refused(make_config):
+    with pytest.raises(ValueError, match="tst_save_on_signal names SIGTERN, not signals"):
+        make_config(max_steps=4, tst_save_on_signal=["SIGTERN"])
+    assert make_config(max_steps=4, tst_save_on_signal=["none"]).tst_save_on_signal == []
