@@ -15,6 +15,7 @@ contiguous runs of blocks left to find. A `labels` column may only repeat `input
 own targets.
 """
 
+import copy
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .checks import check_labels
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
+
+DATA_STATE = "tst_data_state.json"  # the file in which a checkpoint keeps `PhasedBlockStream.state_dict`
 
 
 class PhasedBlockStream(IterableDataset):
@@ -49,9 +52,15 @@ class PhasedBlockStream(IterableDataset):
 
     An iterable (streaming) dataset keeps its own order: a superposition row is its next s blocks,
     and `set_epoch` is called before each pass. The stream never ends: the trainer stops at
-    `max_steps`. With DataLoader workers, worker w yields the batches b with b % num_workers == w,
-    so the loader's output order is the stream's order.
+    `max_steps`. With DataLoader workers, worker w yields the batches b with b % num_workers == w
+    (counted from where the stream starts), so the loader's output order is the stream's order.
+
+    `state_dict(row)`/`load_state_dict` place a resumed stream at a row without reading the rows before
+    it: map-style positions are arithmetic (whole passes skipped by count, one pass laid out); a 🤗
+    streaming dataset is restored from its own `state_dict`, remembered at each batch start.
     """
+
+    REMEMBERED = 64  # batch starts whose stream position is kept for a checkpoint (the loader reads ahead)
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
                  superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
@@ -66,6 +75,8 @@ class PhasedBlockStream(IterableDataset):
         self.contiguous_rows = contiguous_rows
         self.fold_into_batch = fold_into_batch
         self.is_map_style = not isinstance(dataset, IterableDataset)
+        self._start_row, self._start = 0, None  # set by load_state_dict
+        self._epoch, self._positions = 0, {}  # a stream's current epoch; positions by row, for state_dict
 
     def _passes(self) -> Iterator[tuple[int, int, int]]:
         """(epoch, superposition rows, rows) of each pass over a map-style dataset, endlessly: a pass
@@ -114,25 +125,78 @@ class PhasedBlockStream(IterableDataset):
         groups = len(self.dataset) // self.blocks_per_bagged_row if self.superposition_rows else len(self.dataset)
         if groups < self.batch_size:
             self._refuse_too_few_blocks(len(self.dataset))
+        skip = self._start_row  # a resumed stream: whole passes are skipped by count, one pass is laid out
         for epoch, bagged, rows in self._passes():
-            yield from self._epoch_rows(epoch, bagged, rows)
+            if skip < rows:
+                yield from self._epoch_rows(epoch, bagged, rows)[skip:]
+                skip = 0
+            else:
+                skip -= rows
 
     def _iterable_rows(self) -> Iterator[list[dict]]:
+        start = self._start  # where a resumed stream continues: its epoch and the dataset's state there
+        first_epoch, resumed_state = (start.get("epoch", 0), start.get("dataset")) if start else (0, None)
+
         def blocks():
-            for epoch in itertools.count():
+            for epoch in itertools.count(first_epoch):
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
-                read = 0
-                for block in self.dataset:
+                if resumed_state is not None and epoch == first_epoch:
+                    self.dataset.load_state_dict(resumed_state)
+                self._epoch, read = epoch, 0
+                restored = resumed_state is not None and epoch == first_epoch
+                for block in self._restored_iter() if restored else self.dataset:
                     read += 1
                     yield block
-                if epoch == 0 and read < self.batch_size * (self.blocks_per_bagged_row if self.superposition_rows
-                                                            else 1):
+                per_row = self.blocks_per_bagged_row if self.superposition_rows else 1
+                if epoch == 0 and not start and read < self.batch_size * per_row:
                     self._refuse_too_few_blocks(read)
 
         stream = blocks()
-        for row in itertools.count():
+        for row in itertools.count(self._start_row):
+            if row % self.batch_size == 0:
+                self._remember_position(row)
             yield list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows else 1))
+
+    def _restored_iter(self) -> Iterator[dict]:
+        """The dataset iterated from a loaded state; a state of another pipeline (other processing or sources)
+        is refused by name instead of failing inside 🤗 datasets."""
+        iterator = iter(self.dataset)
+        try:
+            first = next(iterator, None)
+        except (KeyError, IndexError, TypeError) as error:
+            raise ValueError(f"the checkpoint's data position ({DATA_STATE}) does not fit this train_dataset "
+                             f"({type(error).__name__}: {error}): it was saved from a dataset processed another way; "
+                             f"resume with the same data and processing, or delete {DATA_STATE} from the "
+                             "checkpoint to replay the stream up to its position instead.") from error
+        if first is not None:
+            yield first
+            yield from iterator
+
+    def _remember_position(self, row: int) -> None:
+        """Keep the stream's position before `row` (the dataset's own `state_dict`), for a checkpoint that may be
+        saved there; the loader reads a few batches ahead, so the last `REMEMBERED` batch starts are kept."""
+        if hasattr(self.dataset, "state_dict"):
+            self._positions[row] = {"epoch": self._epoch, "dataset": copy.deepcopy(self.dataset.state_dict())}
+            self._positions.pop(row - self.REMEMBERED * self.batch_size, None)
+
+    @property
+    def resumes_in_constant_time(self) -> bool:
+        """Whether `load_state_dict` can place the stream without reading what comes before: map-style data
+        (positions are arithmetic), or a stream whose dataset has a `state_dict` (🤗 `IterableDataset`)."""
+        return self.is_map_style or hasattr(self.dataset, "state_dict")
+
+    def state_dict(self, row: int) -> dict | None:
+        """The stream's position before row `row` (rows over all processes): the row, and for a stream the
+        epoch and the dataset's state there; None when that position is no longer remembered."""
+        if self.is_map_style:
+            return {"row": row}
+        position = self._positions.get(row)
+        return None if position is None else {"row": row, **position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict`: the next row read is the one it names, and nothing before it is read."""
+        self._start_row, self._start = state["row"], state
 
     def _block_reader(self):
         """A function from block indices to the blocks of a map-style dataset. A 🤗 `datasets.Dataset` is
@@ -166,8 +230,8 @@ class PhasedBlockStream(IterableDataset):
                              "train_dataset under TST; set dataloader_num_workers=0.")
         rows = self._map_style_rows() if self.is_map_style else self._iterable_rows()
         read = self._block_reader() if self.is_map_style else None
-        for row, row_refs in enumerate(rows):
-            if (row // self.batch_size) % num_workers != worker_id:
+        for row, row_refs in enumerate(rows, start=self._start_row):
+            if ((row - self._start_row) // self.batch_size) % num_workers != worker_id:
                 continue  # another worker's batch; only map-style refs get here, so skipping reads nothing
             bagged = row < self.superposition_rows
             blocks = read(row_refs) if self.is_map_style else row_refs

@@ -6,12 +6,15 @@ has them is complete), and a run that resumes with other values is refused unles
 explicitly allows it.
 """
 
+import json
 import os
 import re
 
+from torch.utils.data import IterableDataset
 from transformers import TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .data import DATA_STATE
 from .switch import PhaseSwitchCallback
 
 TRAINER_STATE = "trainer_state.json"
@@ -49,6 +52,22 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
     return resume_from_checkpoint
 
 
+def run_settings(args, rows_per_step: int, dataset) -> dict:
+    """The settings of a run that place the phase switch and decide which block each row reads: rows per
+    step, seed, sampling order and dataset length always; with a superposition phase also the bag size,
+    `max_steps`, superpose mode, fold and contiguous rows. Without one `max_steps` is left out: a plain run
+    may be extended or branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
+    rows = None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset)
+    settings = {"tst_ratio": args.tst_ratio, "rows_per_step": rows_per_step, "dataset_rows": rows,
+                "data_seed": args.data_seed if args.data_seed is not None else args.seed,
+                "train_sampling_strategy": args.train_sampling_strategy}
+    if args.superposition_steps:
+        settings.update(tst_bag_size=args.tst_bag_size, tst_superpose=args.tst_superpose, tst_fold=args.tst_fold,
+                        max_steps=args.max_steps,
+                        tst_contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
+    return settings
+
+
 def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -> None:
     """Refuse to resume `checkpoint` under TST settings other than those it was saved with."""
     state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE))
@@ -62,3 +81,21 @@ def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -
         raise ValueError(f"cannot resume from {checkpoint}: {changes}. The phase switch and the data position "
                          "depend on these settings; resume with the original ones, or set "
                          "tst_allow_changed_settings=True to resume anyway (data order then follows the new settings).")
+
+
+def save_data_state(checkpoint: str, state: dict | None) -> None:
+    """Write the data stream's position into `checkpoint` (made if missing), before the trainer state that
+    completes the checkpoint; nothing when the position is unknown (the resumed run then replays the stream)."""
+    if state is not None:
+        os.makedirs(checkpoint, exist_ok=True)
+        with open(os.path.join(checkpoint, DATA_STATE), "w") as f:
+            json.dump(state, f)
+
+
+def load_data_state(checkpoint: str | None) -> dict | None:
+    """The data stream's position saved in `checkpoint`, or None."""
+    path = os.path.join(checkpoint, DATA_STATE) if checkpoint else None
+    if path is None or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)

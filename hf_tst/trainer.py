@@ -27,7 +27,7 @@ from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .modeling import pad_token_id, vocab_size
 from .preemption import SaveOnSignal
-from .resume import check_resume_settings, resolve_checkpoint
+from .resume import check_resume_settings, load_data_state, resolve_checkpoint, run_settings, save_data_state
 from .superpose import EmbeddingSuperposition, next_tokens_targets
 from .switch import PhaseSwitchCallback, SwitchWatch
 from .throughput import ThroughputMeter, peak_tflops
@@ -90,19 +90,9 @@ class TSTTrainer(Trainer):
                              "optimizer inside backward; leave it False (the run then stops before the step).")
 
     def run_settings(self) -> dict:
-        """The settings that place the phase switch and decide which block each row reads; checkpoints
-        record them. Without a superposition phase `max_steps` is left out: a plain run may be extended or
-        branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
-        args, dataset = self.args, self.train_dataset
-        rows = None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset)
-        settings = {"tst_ratio": args.tst_ratio, "rows_per_step": self._rows_per_step(), "dataset_rows": rows,
-                    "data_seed": args.data_seed if args.data_seed is not None else args.seed,
-                    "train_sampling_strategy": args.train_sampling_strategy}
-        if args.superposition_steps:
-            settings.update(tst_bag_size=args.tst_bag_size, tst_superpose=args.tst_superpose, tst_fold=args.tst_fold,
-                            max_steps=args.max_steps,
-                            tst_contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
-        return settings
+        """The settings that place the phase switch and decide which block each row reads (`resume.run_settings`);
+        checkpoints record them."""
+        return run_settings(self.args, self._rows_per_step(), self.train_dataset)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train`, placing the switch of an epoch-based run first (`TSTConfig.place_switch`), refusing before
@@ -156,6 +146,15 @@ class TSTTrainer(Trainer):
         """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""
         flag = torch.as_tensor(flag, dtype=torch.float32, device=self.args.device)
         return bool(self.accelerator.reduce(flag, "sum"))
+
+    def _run_epoch(self, **kwargs):
+        """Trainer's pass over the loader; resuming, the TST stream is placed at the checkpoint's position
+        (`PhasedBlockStream.load_state_dict`) instead of replayed, and Trainer restores the RNG state first."""
+        state = load_data_state(kwargs["resume_from_checkpoint"]) if kwargs["steps_trained_in_current_epoch"] else None
+        if state is not None and self._block_stream is not None and kwargs["epoch"] == kwargs["epochs_trained"]:
+            self._block_stream.load_state_dict(state)
+            kwargs["steps_trained_in_current_epoch"] = 0
+        return super()._run_epoch(**kwargs)
 
     def _rows_per_step(self) -> int:
         """Data rows in one optimizer step, over all devices."""
@@ -271,12 +270,15 @@ class TSTTrainer(Trainer):
     # ---- publishing ----
 
     def _save_checkpoint(self, model, trial):
-        """Trainer's checkpoint, plus, when pushing to the Hub, the switch checkpoint on its own revision."""
+        """Trainer's checkpoint, with the data stream's position (written first: the trainer state, written last,
+        completes it), plus, when pushing to the Hub, the switch checkpoint on its own revision."""
+        step = self.state.global_step
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
+        if self._block_stream is not None and self.is_world_process_zero():
+            save_data_state(folder, self._block_stream.state_dict(step * self._rows_per_step()))
         super()._save_checkpoint(model, trial)
-        at_switch = self.args.superposition_steps and self.state.global_step == self.args.superposition_steps
+        at_switch = self.args.superposition_steps and step == self.args.superposition_steps
         if at_switch and self.args.push_to_hub and self.is_world_process_zero():
-            step = self.state.global_step
-            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
             push_phase_switch_checkpoint(self.hub_model_id, folder, step, self.args.hub_token)
 
     def create_model_card(self, license: str | None = None, model_name: str | None = None,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import packed_dataset, tiny_llama
 
 from hf_tst import TSTTrainer
@@ -53,6 +54,8 @@ def uninterrupted(tmp_path_factory):
     (["--kill_mid_step", "5"], False, 4),     # first recovery step
     (["--kill_mid_step", "7"], False, 6),     # late in recovery
     (["--kill_mid_step", "3"], True, 2),      # streaming dataset, mid-superposition
+    (["--kill_after_save", "4"], True, 4),    # streaming, right after the checkpoint at the switch
+    (["--kill_mid_step", "7"], True, 6),      # streaming, late in recovery
 ])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted, kill, streaming, resumes_from):
     stream_flag = ["--streaming"] if streaming else []
@@ -113,3 +116,83 @@ def test_changed_settings_are_refused_unless_allowed(tmp_path, make_config, chan
     allowed = short_run(tmp_path, make_config, tst_allow_changed_settings=True, **change)
     allowed.train(resume_from_checkpoint=checkpoint)
     assert allowed.state.global_step == allowed.args.max_steps
+
+
+class CountingBlocks(torch.utils.data.Dataset):
+    """Map-style blocks that count the reads made of them."""
+
+    def __init__(self, blocks):
+        self.blocks, self.reads = blocks, 0
+
+    def __len__(self):
+        return len(self.blocks)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return self.blocks[index]
+
+
+class FirstBatchRead(Exception):
+    pass
+
+
+class StopAtFirstBatch(TSTTrainer):
+    """Raises at the first training step, carrying the reads its data made until then."""
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        raise FirstBatchRead(self.reads())
+
+
+class Counter:
+    """Counts the blocks a streamed dataset yields, through a `map` in its pipeline."""
+
+    def __init__(self):
+        self.blocks = 0
+
+    def __call__(self, block):
+        self.blocks += 1
+        return block
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_resumed_stream_reads_no_block_before_its_checkpoint(tmp_path, make_config, streaming):
+    """A 200-step run (switch at 100) saved every 20 steps; resumed from steps 20 and 60 (superposition),
+    100 (the switch), 140 and 180 (recovery), the data read before the first new batch is the same at every
+    step of a phase: the loader's first batches only (it reads one ahead), nothing before the checkpoint."""
+    blocks = packed_dataset(1000, 8, 97)
+    settings = dict(max_steps=200, tst_ratio=0.5, tst_bag_size=3, per_device_train_batch_size=2,
+                    save_strategy="steps", save_steps=20, logging_steps=50)
+
+    def counted_data():
+        counter = Counter()
+        if streaming:
+            return blocks.to_iterable_dataset().map(counter), lambda: counter.blocks
+        data = CountingBlocks([dict(block) for block in blocks])
+        return data, lambda: data.reads
+
+    TSTTrainer(model=tiny_llama(), args=make_config(**settings), train_dataset=counted_data()[0]).train()
+    reads = {}
+    for step in (20, 60, 100, 140, 180):
+        data, trainer_reads = counted_data()
+        trainer = StopAtFirstBatch(model=tiny_llama(), args=make_config(**settings), train_dataset=data)
+        trainer.reads = trainer_reads
+        with pytest.raises(FirstBatchRead) as first:
+            trainer.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{step}"))
+        reads[step] = first.value.args[0]
+    # superposition: 2 batches of 2 rows x 3 blocks; recovery: 2 batches of 2 blocks (the switch's first batch is
+    # recovery's); map-style data adds the 2 reads of its first row that TSTTrainer checks before training.
+    # Replaying would have read 20 x 2 x 3 = 120 blocks before step 20's first batch, and 3x that before step 60's.
+    checked = 0 if streaming else 2
+    assert reads == {20: 12 + checked, 60: 12 + checked, 100: 4 + checked, 140: 4 + checked, 180: 4 + checked}
+
+
+def test_a_stream_position_from_another_pipeline_is_refused_by_name(tmp_path, make_config):
+    settings = dict(max_steps=4, tst_ratio=0.5, tst_bag_size=2, per_device_train_batch_size=2, save_strategy="steps",
+                    save_steps=2)
+    blocks = packed_dataset(40, 8, 97)
+    TSTTrainer(model=tiny_llama(), args=make_config(**settings), train_dataset=blocks.to_iterable_dataset()).train()
+    other = TSTTrainer(model=tiny_llama(), args=make_config(**settings),
+                       train_dataset=blocks.to_iterable_dataset().map(Counter()))
+    with pytest.raises(ValueError, match="data position \\(tst_data_state.json\\) does not fit this train_dataset"):
+        other.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
