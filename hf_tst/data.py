@@ -97,9 +97,9 @@ class PhasedBlockStream(IterableDataset):
                     self.dataset)
             rows -= in_pass
 
-    def _epoch_rows(self, epoch: int, bagged: int, rows: int) -> list[list[int]]:
-        """The first `rows` rows (lists of block indices) of one pass over a map-style dataset, its first
-        `bagged` rows superposition rows (`_passes` lays them out)."""
+    def _epoch_layout(self, epoch: int, bagged: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over a map-style dataset as index tensors: its `bagged` superposition rows, (bagged, s)
+        block indices, and the blocks they leave in the order recovery reads them (`_passes` says how many)."""
         generator = torch.Generator().manual_seed(self.seed + epoch)
 
         def order(n: int) -> torch.Tensor:
@@ -107,31 +107,32 @@ class PhasedBlockStream(IterableDataset):
 
         blocks, per_row = len(self.dataset), self.blocks_per_bagged_row
         if bagged == 0:
-            return order(blocks)[:, None].tolist()
+            return torch.empty(0, per_row, dtype=torch.long), order(blocks)
         groups = blocks // per_row
         if self.contiguous_rows and per_row > 1:  # (rows of one block are the plain permutation)
             grouped = torch.arange(groups * per_row).view(groups, per_row)[order(groups)][:bagged]
             unread = torch.ones(blocks, dtype=torch.bool)
             unread[grouped.flatten()] = False
             rest = unread.nonzero().flatten()
-            rest = rest[order(len(rest))]
-        else:
-            permutation = order(blocks)
-            grouped = permutation[:bagged * per_row].view(bagged, per_row)
-            rest = permutation[bagged * per_row:]
-        return (grouped.tolist() + rest[:, None].tolist())[:rows]
+            return grouped, rest[order(len(rest))]
+        permutation = order(blocks)
+        return permutation[:bagged * per_row].view(bagged, per_row), permutation[bagged * per_row:]
 
-    def _map_style_rows(self) -> Iterator[list[int]]:
+    def _map_style_rows(self) -> Iterator[torch.Tensor]:
+        """Each row's block indices, lazily, from `_start_row` on: whole passes before it are skipped by count,
+        and the pass it falls in is laid out once, as tensors."""
         groups = len(self.dataset) // self.blocks_per_bagged_row if self.superposition_rows else len(self.dataset)
         if groups < self.batch_size:
             self._refuse_too_few_blocks(len(self.dataset))
-        skip = self._start_row  # a resumed stream: whole passes are skipped by count, one pass is laid out
+        skip = self._start_row
         for epoch, bagged, rows in self._passes():
-            if skip < rows:
-                yield from self._epoch_rows(epoch, bagged, rows)[skip:]
-                skip = 0
-            else:
+            if skip >= rows:
                 skip -= rows
+                continue
+            grouped, rest = self._epoch_layout(epoch, bagged)
+            for row in range(skip, rows):
+                yield grouped[row] if row < bagged else rest[row - bagged:row - bagged + 1]
+            skip = 0
 
     def _iterable_rows(self) -> Iterator[list[dict]]:
         start = self._start  # where a resumed stream continues: its epoch and the dataset's state there
@@ -199,16 +200,16 @@ class PhasedBlockStream(IterableDataset):
         self._start_row, self._start = state["row"], state
 
     def _block_reader(self):
-        """A function from block indices to the blocks of a map-style dataset. A 🤗 `datasets.Dataset` is
-        read as tensors, one Arrow lookup per row (s blocks at once) instead of a Python list per block:
-        the conversion that dominates a superposition batch's preparation."""
+        """A function from a row's block indices (a tensor) to its blocks of a map-style dataset. A 🤗
+        `datasets.Dataset` is read as tensors, one Arrow lookup per row (s blocks at once) instead of a Python
+        list per block: the conversion that dominates a superposition batch's preparation."""
         if not isinstance(self.dataset, datasets.Dataset):
-            return lambda refs: [self.dataset[ref] for ref in refs]
+            return lambda refs: [self.dataset[ref] for ref in refs.tolist()]
         columns = [name for name in ("input_ids", "attention_mask", "labels") if name in self.dataset.column_names]
         table = self.dataset.with_format("torch", columns=columns)
 
-        def read(refs: list[int]) -> list[dict]:
-            values = table[refs]
+        def read(refs: torch.Tensor) -> list[dict]:
+            values = table[refs.tolist()]
             return [{name: values[name][i] for name in columns} for i in range(len(refs))]
         return read
 
