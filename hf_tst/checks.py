@@ -33,6 +33,14 @@ def check_before_training(model, args: TSTConfig, train_dataset, processing_clas
     if columns is not None and "input_ids" not in columns:
         raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
                          "text first, e.g. with hf_tst.text.pack_text_dataset(dataset, tokenizer, block_size).")
+    workers = args.dataloader_num_workers
+    if workers > 0 and isinstance(train_dataset, IterableDataset):
+        shards = getattr(train_dataset, "num_shards", None)
+        if not shards or shards % workers:
+            raise ValueError(f"dataloader_num_workers={workers}: each DataLoader worker reads its own shards of a "
+                             f"streaming train_dataset, which has {shards or 'no'} shard(s); use a worker count that "
+                             "divides the shards (1 reads them all), or reshard the data (more data files, or "
+                             "Dataset.to_iterable_dataset(num_shards=...)).")
     map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
     if map_style and len(train_dataset):
         check_labels(train_dataset[0])  # the collator checks every row; the first one fails here, before training

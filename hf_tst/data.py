@@ -53,7 +53,9 @@ class PhasedBlockStream(IterableDataset):
     An iterable (streaming) dataset keeps its own order: a superposition row is its next s blocks,
     and `set_epoch` is called before each pass. The stream never ends: the trainer stops at
     `max_steps`. With DataLoader workers, worker w yields the batches b with b % num_workers == w
-    (counted from where the stream starts), so the loader's output order is the stream's order.
+    (counted from where the stream starts), so the loader takes them in order. Map-style rows are
+    laid out alike in every worker; a streaming dataset's workers each read their own shards (🤗
+    datasets splits them), a row being s consecutive blocks of one worker's stream.
 
     `state_dict(row)`/`load_state_dict` place a resumed stream at a row without reading the rows before
     it: map-style positions are arithmetic (whole passes skipped by count, one pass laid out); a 🤗
@@ -134,7 +136,9 @@ class PhasedBlockStream(IterableDataset):
                 yield grouped[row] if row < bagged else rest[row - bagged:row - bagged + 1]
             skip = 0
 
-    def _iterable_rows(self) -> Iterator[list[dict]]:
+    def _iterable_rows(self, workers: int, worker_id: int) -> Iterator[tuple[int, list[dict]]]:
+        """(row index over all rows, its blocks) of this worker's batches: worker w of W yields batches w, w + W,
+        ..., each from its own shards of the dataset (🤗 datasets gives a DataLoader worker its shards)."""
         start = self._start  # where a resumed stream continues: its epoch and the dataset's state there
         first_epoch, resumed_state = (start.get("epoch", 0), start.get("dataset")) if start else (0, None)
 
@@ -153,11 +157,13 @@ class PhasedBlockStream(IterableDataset):
                 if epoch == 0 and not start and read < self.batch_size * per_row:
                     self._refuse_too_few_blocks(read)
 
-        stream = blocks()
-        for row in itertools.count(self._start_row):
-            if row % self.batch_size == 0:
+        stream, batch = blocks(), self.batch_size
+        for read in itertools.count():  # this worker's rows; the loader takes batches from the workers in turn
+            row = self._start_row + ((read // batch) * workers + worker_id) * batch + read % batch
+            if workers == 1 and row % batch == 0:
                 self._remember_position(row)
-            yield list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows else 1))
+            yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows
+                                             else 1))
 
     def _restored_iter(self) -> Iterator[dict]:
         """The dataset iterated from a loaded state; a state of another pipeline (other processing or sources)
@@ -225,17 +231,15 @@ class PhasedBlockStream(IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
-        num_workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
-        if num_workers > 1 and not self.is_map_style:
-            raise ValueError("dataloader_num_workers > 0 is not supported with an iterable (streaming) "
-                             "train_dataset under TST; set dataloader_num_workers=0.")
-        rows = self._map_style_rows() if self.is_map_style else self._iterable_rows()
-        read = self._block_reader() if self.is_map_style else None
-        for row, row_refs in enumerate(rows, start=self._start_row):
-            if ((row - self._start_row) // self.batch_size) % num_workers != worker_id:
-                continue  # another worker's batch; only map-style refs get here, so skipping reads nothing
+        workers, worker_id = (1, 0) if worker is None else (worker.num_workers, worker.id)
+        if self.is_map_style:  # every worker lays out the same rows and reads those of its own batches
+            read = self._block_reader()
+            rows = ((row, read(refs)) for row, refs in enumerate(self._map_style_rows(), start=self._start_row)
+                    if ((row - self._start_row) // self.batch_size) % workers == worker_id)
+        else:  # every worker reads its own shards
+            rows = self._iterable_rows(workers, worker_id)
+        for row, blocks in rows:
             bagged = row < self.superposition_rows
-            blocks = read(row_refs) if self.is_map_style else row_refs
             if bagged and self.fold_into_batch:
                 yield {"blocks": [join_blocks([block], self.bag_size) for block in blocks]}
             else:

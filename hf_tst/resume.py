@@ -54,13 +54,16 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
 
 def run_settings(args, rows_per_step: int, dataset) -> dict:
     """The settings of a run that place the phase switch and decide which block each row reads: rows per
-    step, seed, sampling order and dataset length always; with a superposition phase also the bag size,
-    `max_steps`, superpose mode, fold and contiguous rows. Without one `max_steps` is left out: a plain run
-    may be extended or branched into a shorter decay (as the budget ladder does) like any `Trainer` run."""
-    rows = None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset)
-    settings = {"tst_ratio": args.tst_ratio, "rows_per_step": rows_per_step, "dataset_rows": rows,
+    step, seed, sampling order, dataset length and a stream's DataLoader workers always; with a
+    superposition phase also the bag size, `max_steps`, superpose mode, fold and contiguous rows. Without
+    one `max_steps` is left out: a plain run may be extended or branched into a shorter decay (as the
+    budget ladder does) like any `Trainer` run."""
+    streamed = isinstance(dataset, IterableDataset)
+    settings = {"tst_ratio": args.tst_ratio, "rows_per_step": rows_per_step,
+                "dataset_rows": None if dataset is None or streamed else len(dataset),
                 "data_seed": args.data_seed if args.data_seed is not None else args.seed,
-                "train_sampling_strategy": args.train_sampling_strategy}
+                "train_sampling_strategy": args.train_sampling_strategy,
+                "stream_workers": args.dataloader_num_workers if streamed else None}  # which shards feed which rows
     if args.superposition_steps:
         settings.update(tst_bag_size=args.tst_bag_size, tst_superpose=args.tst_superpose, tst_fold=args.tst_fold,
                         max_steps=args.max_steps,

@@ -207,6 +207,30 @@ def test_dataloader_workers_read_the_same_stream(make_config):
     assert reads[0] == reads[1]
 
 
+def test_stream_workers_read_their_own_shards_every_block_once(make_config):
+    """40 position-coded blocks in 4 shards, 2 workers: each worker reads its 2 shards; 4 superposition steps
+    (rows of 2 consecutive blocks of one worker's stream) and 12 recovery steps read each block exactly once."""
+    L, s = 4, 2
+    stream = position_coded_dataset(40, L).to_iterable_dataset(num_shards=4)
+    tst = RecordingTSTTrainer(model=tiny_llama(vocab_size=160), train_dataset=stream,
+                              args=make_config(max_steps=16, tst_ratio=0.25, tst_bag_size=s,
+                                               per_device_train_batch_size=2, dataloader_num_workers=2))
+    tst.train()
+    bagged_rows = [row for x in tst.seen_input_ids[:4] for row in x.tolist()]
+    assert all(row == list(range(row[0], row[0] + L * s)) for row in bagged_rows)  # consecutive blocks
+    read = blocks_of(tst.seen_input_ids, L)
+    assert len(read) == 40 and sorted(read) == sorted(tuple(range(k, k + L)) for k in range(0, 160, L))
+
+
+@pytest.mark.parametrize("shards, workers", [(4, 3), (1, 2)])
+def test_stream_workers_that_do_not_divide_the_shards_are_refused(make_config, shards, workers):
+    stream = packed_dataset(40, 8, 97).to_iterable_dataset(num_shards=shards)
+    with pytest.raises(ValueError, match=f"dataloader_num_workers={workers}: .* has {shards} shard\\(s\\); use a "
+                                         "worker count that divides the shards"):
+        TSTTrainer(model=tiny_llama(), train_dataset=stream,
+                   args=make_config(max_steps=4, dataloader_num_workers=workers))
+
+
 def test_streaming_dataset_is_read_once_in_its_own_order_across_the_switch(make_config):
     L, s, batch = 8, 4, 2
     data = packed_dataset(20, L, 97)
