@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import datasets
 import torch
+from datasets.distributed import split_dataset_by_node
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
@@ -29,7 +30,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from .checks import check_labels
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
 
-DATA_STATE = "tst_data_state.json"  # the file in which a checkpoint keeps `PhasedBlockStream.state_dict`
+DATA_STATE = "tst_data_state-{}.json"  # where a checkpoint keeps each process's `PhasedBlockStream.state_dict`
 
 
 class PhasedBlockStream(IterableDataset):
@@ -57,7 +58,7 @@ class PhasedBlockStream(IterableDataset):
     laid out alike in every worker; a streaming dataset's workers each read their own shards (🤗
     datasets splits them), a row being s consecutive blocks of one worker's stream.
 
-    `state_dict(row)`/`load_state_dict` place a resumed stream at a row without reading the rows before
+    `state_dict(step)`/`load_state_dict` place a resumed stream at a row without reading the rows before
     it: map-style positions are arithmetic (whole passes skipped by count, one pass laid out); a 🤗
     streaming dataset is restored from its own `state_dict`, remembered at each batch start.
     """
@@ -66,8 +67,11 @@ class PhasedBlockStream(IterableDataset):
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
                  superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
-                 contiguous_rows: bool = True, fold_into_batch: bool = False):
+                 contiguous_rows: bool = True, fold_into_batch: bool = False, rows_per_step: int | None = None,
+                 per_process: bool = False):
         self.dataset = dataset
+        self.rows_per_step = rows_per_step or batch_size  # rows this stream yields per optimizer step
+        self.per_process = per_process  # this process's own part of a stream, not all processes' rows
         self.bag_size = bag_size
         self.blocks_per_bagged_row = blocks_per_bagged_row
         self.superposition_rows = superposition_rows
@@ -172,9 +176,10 @@ class PhasedBlockStream(IterableDataset):
         try:
             first = next(iterator, None)
         except (KeyError, IndexError, TypeError) as error:
-            raise ValueError(f"the checkpoint's data position ({DATA_STATE}) does not fit this train_dataset "
-                             f"({type(error).__name__}: {error}): it was saved from a dataset processed another way; "
-                             f"resume with the same data and processing, or delete {DATA_STATE} from the "
+            raise ValueError(f"the checkpoint's data position ({DATA_STATE.format('*')}) does not fit this "
+                             f"train_dataset ({type(error).__name__}: {error}): it was saved from a dataset processed "
+                             "another way; "
+                             f"resume with the same data and processing, or delete {DATA_STATE.format('*')} from the "
                              "checkpoint to replay the stream up to its position instead.") from error
         if first is not None:
             yield first
@@ -193,9 +198,27 @@ class PhasedBlockStream(IterableDataset):
         (positions are arithmetic), or a stream whose dataset has a `state_dict` (🤗 `IterableDataset`)."""
         return self.is_map_style or hasattr(self.dataset, "state_dict")
 
-    def state_dict(self, row: int) -> dict | None:
-        """The stream's position before row `row` (rows over all processes): the row, and for a stream the
-        epoch and the dataset's state there; None when that position is no longer remembered."""
+    @classmethod
+    def for_run(cls, dataset, args, batch_size: int, process_index: int, processes: int) -> "PhasedBlockStream":
+        """The stream of a `TSTConfig` run with micro-batches of `batch_size` rows. A 🤗 streaming dataset read by
+        several processes is split between them (`datasets.distributed.split_dataset_by_node`: whole shards when
+        the processes divide them, else every processes-th block), each reading only its own part, with rows of
+        its own; other data stays one stream of all the processes' rows, which accelerate deals out."""
+        per_process = processes > 1 and isinstance(dataset, datasets.IterableDataset)
+        if per_process:
+            dataset = split_dataset_by_node(dataset, rank=process_index, world_size=processes)
+        rows_per_step = args.gradient_accumulation_steps * batch_size * (1 if per_process else processes)
+        return cls(dataset, bag_size=args.tst_bag_size, batch_size=batch_size, rows_per_step=rows_per_step,
+                   blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
+                   superposition_rows=args.superposition_steps * rows_per_step, per_process=per_process,
+                   seed=args.data_seed if args.data_seed is not None else args.seed,
+                   shuffle=args.train_sampling_strategy != "sequential", fold_into_batch=args.tst_fold == "batch",
+                   contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
+
+    def state_dict(self, step: int) -> dict | None:
+        """The stream's position after `step` optimizer steps: its next row, and for a stream the epoch and the
+        dataset's state there; None when that position is no longer remembered."""
+        row = step * self.rows_per_step
         if self.is_map_style:
             return {"row": row}
         position = self._positions.get(row)

@@ -54,7 +54,7 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
 
 def run_settings(args, rows_per_step: int, dataset) -> dict:
     """The settings of a run that place the phase switch and decide which block each row reads: rows per
-    step, seed, sampling order, dataset length and a stream's DataLoader workers always; with a
+    step, seed, sampling order, dataset length and a stream's readers (processes, workers) always; with a
     superposition phase also the bag size, `max_steps`, superpose mode, fold and contiguous rows. Without
     one `max_steps` is left out: a plain run may be extended or branched into a shorter decay (as the
     budget ladder does) like any `Trainer` run."""
@@ -63,7 +63,8 @@ def run_settings(args, rows_per_step: int, dataset) -> dict:
                 "dataset_rows": None if dataset is None or streamed else len(dataset),
                 "data_seed": args.data_seed if args.data_seed is not None else args.seed,
                 "train_sampling_strategy": args.train_sampling_strategy,
-                "stream_workers": args.dataloader_num_workers if streamed else None}  # which shards feed which rows
+                # which shards feed which rows of a stream: its readers, processes x DataLoader workers
+                "stream_readers": [args.world_size, args.dataloader_num_workers] if streamed else None}
     if args.superposition_steps:
         settings.update(tst_bag_size=args.tst_bag_size, tst_superpose=args.tst_superpose, tst_fold=args.tst_fold,
                         max_steps=args.max_steps,
@@ -86,18 +87,19 @@ def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -
                          "tst_allow_changed_settings=True to resume anyway (data order then follows the new settings).")
 
 
-def save_data_state(checkpoint: str, state: dict | None) -> None:
-    """Write the data stream's position into `checkpoint` (made if missing), before the trainer state that
-    completes the checkpoint; nothing when the position is unknown (the resumed run then replays the stream)."""
+def save_data_state(checkpoint: str, state: dict | None, process_index: int) -> None:
+    """Write a process's data stream position into `checkpoint` (made if missing), before the trainer state
+    that completes the checkpoint; nothing when the position is unknown (the resumed run then replays the
+    stream)."""
     if state is not None:
         os.makedirs(checkpoint, exist_ok=True)
-        with open(os.path.join(checkpoint, DATA_STATE), "w") as f:
+        with open(os.path.join(checkpoint, DATA_STATE.format(process_index)), "w") as f:
             json.dump(state, f)
 
 
-def load_data_state(checkpoint: str | None) -> dict | None:
-    """The data stream's position saved in `checkpoint`, or None."""
-    path = os.path.join(checkpoint, DATA_STATE) if checkpoint else None
+def load_data_state(checkpoint: str | None, process_index: int) -> dict | None:
+    """A process's data stream position saved in `checkpoint`, or None."""
+    path = os.path.join(checkpoint, DATA_STATE.format(process_index)) if checkpoint else None
     if path is None or not os.path.isfile(path):
         return None
     with open(path) as f:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 
 import torch
+from accelerate.data_loader import prepare_data_loader
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
@@ -129,17 +130,15 @@ class TSTTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("TSTTrainer: training requires a train_dataset.")
         args = self.args
-        self._block_stream = PhasedBlockStream(
-            self.train_dataset, bag_size=args.tst_bag_size, batch_size=self._train_batch_size,
-            blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
-            superposition_rows=args.superposition_steps * self._rows_per_step(),
-            seed=args.data_seed if args.data_seed is not None else args.seed,
-            shuffle=args.train_sampling_strategy != "sequential", fold_into_batch=args.tst_fold == "batch",
-            contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
+        self._block_stream = PhasedBlockStream.for_run(self.train_dataset, args, self._train_batch_size,
+                                                       args.process_index, args.world_size)
         loader = DataLoader(self._block_stream, batch_size=self._train_batch_size, collate_fn=self.data_collator,
                             num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
                             persistent_workers=args.dataloader_persistent_workers,
                             prefetch_factor=args.dataloader_prefetch_factor)
+        if self._block_stream.per_process:  # each process reads its own part: placed on the device, not split
+            return prepare_data_loader(loader, args.device, num_processes=1, process_index=0, put_on_device=True,
+                                       dispatch_batches=False, non_blocking=self.accelerator.non_blocking)
         return self.accelerator.prepare(loader)
 
     def _any_process(self, flag) -> bool:
@@ -150,7 +149,8 @@ class TSTTrainer(Trainer):
     def _run_epoch(self, **kwargs):
         """Trainer's pass over the loader; resuming, the TST stream is placed at the checkpoint's position
         (`PhasedBlockStream.load_state_dict`) instead of replayed, and Trainer restores the RNG state first."""
-        state = load_data_state(kwargs["resume_from_checkpoint"]) if kwargs["steps_trained_in_current_epoch"] else None
+        checkpoint = kwargs["resume_from_checkpoint"] if kwargs["steps_trained_in_current_epoch"] else None
+        state = load_data_state(checkpoint, self.args.process_index)
         if state is not None and self._block_stream is not None and kwargs["epoch"] == kwargs["epochs_trained"]:
             self._block_stream.load_state_dict(state)
             kwargs["steps_trained_in_current_epoch"] = 0
@@ -274,8 +274,8 @@ class TSTTrainer(Trainer):
         completes it), plus, when pushing to the Hub, the switch checkpoint on its own revision."""
         step = self.state.global_step
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
-        if self._block_stream is not None and self.is_world_process_zero():
-            save_data_state(folder, self._block_stream.state_dict(step * self._rows_per_step()))
+        if self._block_stream is not None and (self._block_stream.per_process or self.is_world_process_zero()):
+            save_data_state(folder, self._block_stream.state_dict(step), self.args.process_index)
         super()._save_checkpoint(model, trial)
         at_switch = self.args.superposition_steps and step == self.args.superposition_steps
         if at_switch and self.args.push_to_hub and self.is_world_process_zero():

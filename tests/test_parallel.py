@@ -69,3 +69,32 @@ def test_fsdp2_sharded_steps_match_one_process(tmp_path):
         assert all(grad.abs().sum() > 0 for grad in expected_grads.values())
         for name, grad in grads.items():
             torch.testing.assert_close(grad, expected_grads[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shards", [1, 4])
+def test_two_processes_read_their_own_disjoint_parts_of_a_stream(tmp_path, shards):
+    """Each process reads its own part of a 60-block stream (no dispatch through the first): every 2nd block
+    with 1 shard, 2 whole shards of 4 each; in 8 steps each reads 20 blocks, none twice, none read by both;
+    with 1 shard together they read the stream's first 40, and a superposition row is 2 consecutive blocks
+    of its process's part."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/ddp.yaml",
+               "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(Path(__file__).with_name("run_stream_ranks.py")), str(tmp_path), str(shards)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    reads = []
+    for rank in (0, 1):
+        recorded = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert recorded["per_process"]
+        blocks = [row[k] // 4 for batch in recorded["batches"] for row in batch for k in range(0, len(row), 4)]
+        assert len(blocks) == len(set(blocks)) == 20
+        for batch in recorded["batches"][:2]:  # superposition: rows of 2 blocks, consecutive in the part
+            for row in batch:
+                step = 2 if shards == 1 else 1  # with 1 shard a process keeps every 2nd block
+                assert row[4] // 4 - row[0] // 4 == step
+        reads.append(set(blocks))
+    assert not reads[0] & reads[1]
+    if shards == 1:
+        assert reads[0] | reads[1] == set(range(40))

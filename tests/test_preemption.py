@@ -33,15 +33,15 @@ def run(output_dir, *flags, processes=1):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """Per-step losses of the uninterrupted runs, by process count."""
+    """Per-step losses of the uninterrupted runs, by process count and data flags."""
     cache = {}
 
-    def get(processes):
-        if processes not in cache:
-            result = run(tmp_path_factory.mktemp("uninterrupted") / "out", processes=processes)
+    def get(processes, *data_flags):
+        if (processes, data_flags) not in cache:
+            result = run(tmp_path_factory.mktemp("uninterrupted") / "out", *data_flags, processes=processes)
             assert result.returncode == 0, result.stderr[-2000:]
-            cache[processes] = json.loads(result.stdout.splitlines()[-1])
-        return cache[processes]
+            cache[processes, data_flags] = json.loads(result.stdout.splitlines()[-1])
+        return cache[processes, data_flags]
     return get
 
 
@@ -52,10 +52,12 @@ def uninterrupted(tmp_path_factory):
     (1, RECOVERY_STEP, ["--sigterm_during_save"]),
     (2, SUPERPOSITION_STEP, ["--sigterm_rank", "1"]),  # only the second process is signalled: both must stop
     (2, RECOVERY_STEP, ["--sigterm_rank", "1", "--sigterm_during_save"]),
+    (2, SUPERPOSITION_STEP, ["--sigterm_rank", "1", "--streaming"]),  # each process resumes its own part
 ])
 def test_sigterm_saves_at_the_step_boundary_and_the_resumed_run_matches(tmp_path, uninterrupted, processes, step,
                                                                         extra):
     out = tmp_path / "out"
+    data_flags = tuple(flag for flag in extra if flag == "--streaming")
     preempted = run(out, "--sigterm_mid_step", str(step), *extra, processes=processes)
     assert f"saved a complete checkpoint at step {step}; exiting with status {PREEMPTED_EXIT_CODE}" in preempted.stderr
     if processes == 1:
@@ -63,9 +65,9 @@ def test_sigterm_saves_at_the_step_boundary_and_the_resumed_run_matches(tmp_path
     else:
         assert preempted.returncode != 0  # the launcher reports its workers' status 75 as a failure
     assert newest_complete_checkpoint(str(out)) == str(out / f"checkpoint-{step}")  # the signalled step, complete
-    resumed = run(out, "--resume", processes=processes)
+    resumed = run(out, "--resume", *data_flags, processes=processes)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads(resumed.stdout.splitlines()[-1]) == uninterrupted(processes)
+    assert json.loads(resumed.stdout.splitlines()[-1]) == uninterrupted(processes, *data_flags)
 
 
 def test_unknown_signal_names_are_refused(make_config):

@@ -194,5 +194,5 @@ def test_a_stream_position_from_another_pipeline_is_refused_by_name(tmp_path, ma
     TSTTrainer(model=tiny_llama(), args=make_config(**settings), train_dataset=blocks.to_iterable_dataset()).train()
     other = TSTTrainer(model=tiny_llama(), args=make_config(**settings),
                        train_dataset=blocks.to_iterable_dataset().map(Counter()))
-    with pytest.raises(ValueError, match="data position \\(tst_data_state.json\\) does not fit this train_dataset"):
+    with pytest.raises(ValueError, match=r"data position \(tst_data_state-\*.json\) does not fit this train_dataset"):
         other.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
