@@ -2,7 +2,8 @@
 # The GPU run, one command of at most ~9 minutes on an H200: CUDA checks of the fused loss, eager
 # and compiled (tests/test_cuda.py); the loss benchmark with every loss kernel (Liger Kernel's for
 # s = 1 when installed); the data path (CPU batch preparation, then 50M-parameter steps at B = 32,
-# L = 1024); the SmolLM2-135M step benchmark; and the two paths never run before, FSDP2 through
+# L = 1024, on random blocks and on the embedded corpus streamed with 0 and 4 DataLoader workers);
+# the SmolLM2-135M step benchmark; and the two paths never run before, FSDP2 through
 # recipes/accelerate/fsdp.yaml and fp16, each through both phases with TSTTrainer. Tables go to
 # benchmarks/results/ (or the folder given), named after the GPU, each headed by the hardware line.
 #   bash benchmarks/run_cuda.sh [results folder]
@@ -26,6 +27,10 @@ run python -m pytest -q --noconftest -p no:cacheprovider tests/test_cuda.py
 table "loss-$gpu.md" python benchmarks/loss.py --device cuda
 table "data-$gpu.md" python benchmarks/data.py --batch_size 32 --block_size 1024
 table "step-50m-$gpu.md" python benchmarks/step.py --model 50m --device cuda --batch_size 32 --block_size 1024
+for workers in 0 4; do  # the data wait of a streamed corpus, tokenised and packed on the fly, without and with workers
+    table "step-50m-streamed-w$workers-$gpu.md" python benchmarks/step.py --model 50m --device cuda --batch_size 32 \
+        --block_size 1024 --streamed --workers "$workers"
+done
 table "step-smollm2-135m-$gpu.md" python benchmarks/step.py --model smollm2-135m --device cuda --batch_size 16 \
     --block_size 2048
 run accelerate launch --config_file recipes/accelerate/fsdp.yaml --num_processes 1 recipes/train.py "${tiny[@]}" \

@@ -15,6 +15,11 @@ variants and the medians are reported. Model FLOPs utilisation (on a GPU whose p
     python benchmarks/step.py --model tiny          # recipes/configs/tiny.yaml's shape, CPU
     python benchmarks/step.py --model 50m           # a 54M-parameter Llama, CPU
     python benchmarks/step.py --model smollm2-135m --device cuda --batch_size 16 --block_size 2048
+    python benchmarks/step.py --model 50m --streamed --workers 4   # the embedded corpus, streamed in 4 shards
+
+With `--streamed` every variant reads the embedded corpus as a 🤗 stream of 4 JSON lines shards,
+tokenised (the shipped tokenizer) and packed on the fly, instead of random packed blocks: the data
+wait then includes reading, tokenising and packing, which `--workers` moves out of the training process.
 """
 
 import argparse
@@ -23,12 +28,15 @@ import statistics
 import tempfile
 import warnings
 
+import datasets
 import torch
 from measure import StepMeter, configure_cpu_allocator, markdown_table, mib, publish
-from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainingArguments
+from stream_workers import shard_files
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from hf_tst import TSTConfig, TSTTrainer
+from hf_tst.text import pack_text_dataset
 from hf_tst.throughput import ModelFlops, peak_tflops
 
 MODELS = {  # name: (config folder, overrides)
@@ -51,8 +59,18 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None, help="dataloader_num_workers (CPU 0, CUDA 4)")
+    parser.add_argument("--streamed", action="store_true", help="stream the embedded corpus, packed on the fly")
     parser.add_argument("--output", help="also write the table (markdown) to this file")
     return parser.parse_args()
+
+
+def streamed_blocks(folder: str, block_size: int):
+    """The embedded corpus as a 🤗 stream of packed blocks (4 shards, tokenised and packed as it is read), and
+    the same with `labels` for a plain `Trainer`."""
+    blocks = pack_text_dataset(datasets.load_dataset("json", data_files=shard_files(folder), split="train",
+                                                     streaming=True),
+                               AutoTokenizer.from_pretrained("recipes/tokenizer"), block_size)
+    return blocks, blocks.map(lambda block: {"labels": block["input_ids"]})
 
 
 class PackedBlocks(torch.utils.data.Dataset):
@@ -77,7 +95,8 @@ class PackedBlocks(torch.utils.data.Dataset):
         return {"input_ids": ids, "labels": ids} if self.labelled else {"input_ids": ids}
 
 
-def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMeter:
+def run_variant(name, model, data, labelled, args, device, bf16) -> StepMeter:
+    """One variant's steps; `data` feeds TSTTrainer, `labelled` (the same blocks with labels) the plain Trainer."""
     steps = args.warmup + args.steps + 1
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size, max_steps=steps,
                   learning_rate=1e-4, logging_strategy="no", save_strategy="no", report_to="none",
@@ -85,8 +104,7 @@ def run_variant(name, model, data: PackedBlocks, args, device, bf16) -> StepMete
                   dataloader_num_workers=args.workers)
     meter = StepMeter(device, args.warmup)
     if name == "baseline":
-        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=data.with_labels(),
-                          callbacks=[meter])
+        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=labelled, callbacks=[meter])
     else:
         tst = dict(tst_ratio=0.0) if name == "recovery" else dict(
             tst_ratio=1.0, tst_bag_size=args.bag_size, tst_fold="batch" if name == "batch fold" else "sequence")
@@ -111,12 +129,16 @@ def main():
     initial = AutoModelForCausalLM.from_config(config)
     s, B, L = args.bag_size, args.batch_size, args.block_size
     steps = args.warmup + args.steps + 1
-    data = PackedBlocks.random(steps * B * s + B, L, config.vocab_size)
+    if args.streamed:
+        data, labelled = streamed_blocks(tempfile.mkdtemp(), L)
+    else:
+        data = PackedBlocks.random(steps * B * s + B, L, config.vocab_size)
+        labelled = data.with_labels()
     variants = ["baseline", "recovery", "superposition", "batch fold"]
     meters = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name in variants:
-            meters[name].append(run_variant(name, copy.deepcopy(initial), data, args, device, bf16))
+            meters[name].append(run_variant(name, copy.deepcopy(initial), data, labelled, args, device, bf16))
             print(f"{name}: {statistics.median(meters[name][-1].seconds) * 1000:.1f} ms/step", flush=True)
     seconds = {n: statistics.median([t for m in meters[n] for t in m.seconds]) for n in variants}
     data_seconds = {n: statistics.median([t for m in meters[n] for t in m.data_seconds]) for n in variants}
@@ -140,7 +162,8 @@ def main():
     parameters = sum(p.numel() for p in initial.parameters())
     setting = (f"{args.model} ({parameters / 1e6:.1f}M parameters, V={config.vocab_size}), {device.type}, "
                f"{'bf16 autocast' if bf16 else 'float32'}, B={B}, L={L}, s={s}, {args.workers} dataloader "
-               f"workers. Superposition ÷ recovery throughput: "
+               f"workers, {'the embedded corpus streamed in 4 shards' if args.streamed else 'random blocks'}. "
+               f"Superposition ÷ recovery throughput: "
                f"{throughput['superposition'] / throughput['recovery'] / s:.2f}×s. A batch-folding step takes "
                f"{seconds['batch fold'] / seconds['superposition']:.2f}× the time of a sequence-folding step.")
     report = f"{setting}\n\n{markdown_table(header, rows)}"
