@@ -143,17 +143,18 @@ class TSTTrainer(Trainer):
 
     def _any_process(self, flag) -> bool:
         """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""
-        flag = torch.as_tensor(flag, dtype=torch.float32, device=self.args.device)
-        return bool(self.accelerator.reduce(flag, "sum"))
+        return bool(self.accelerator.reduce(torch.as_tensor(flag, dtype=torch.float32, device=self.args.device), "sum"))
 
     def _run_epoch(self, **kwargs):
         """Trainer's pass over the loader; resuming, the TST stream is placed at the checkpoint's position
         (`PhasedBlockStream.load_state_dict`) instead of replayed, and Trainer restores the RNG state first."""
-        checkpoint = kwargs["resume_from_checkpoint"] if kwargs["steps_trained_in_current_epoch"] else None
-        state = load_data_state(checkpoint, self.args.process_index)
-        if state is not None and self._block_stream is not None and kwargs["epoch"] == kwargs["epochs_trained"]:
-            self._block_stream.load_state_dict(state)
-            kwargs["steps_trained_in_current_epoch"] = 0
+        stream, checkpoint = self._block_stream, kwargs["resume_from_checkpoint"]
+        if stream and checkpoint and kwargs["steps_trained_in_current_epoch"] and kwargs["epoch"] == kwargs[
+                "epochs_trained"]:  # all processes place their streams, or all replay: they must skip alike
+            state = load_data_state(checkpoint, self.args.process_index if stream.per_process else 0)
+            if not self._any_process(state is None):
+                stream.load_state_dict(state)
+                kwargs["steps_trained_in_current_epoch"] = 0
         return super()._run_epoch(**kwargs)
 
     def _rows_per_step(self) -> int:

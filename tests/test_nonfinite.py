@@ -94,7 +94,7 @@ def test_a_nan_on_one_of_two_processes_skips_the_step_on_both(tmp_path):
                              "recipes/accelerate/ddp.yaml", "--num_processes", "2", "--mixed_precision", "no",
                              "--dynamo_backend", "no", str(Path(__file__).with_name("run_nonfinite.py")),
                              str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     for snapshots in ranks:

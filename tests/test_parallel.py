@@ -18,7 +18,7 @@ def launch(output_dir, per_device_batch, *launcher_flags):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", *launcher_flags, str(RUNNER), str(output_dir), str(per_device_batch)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
@@ -82,7 +82,7 @@ def test_two_processes_read_their_own_disjoint_parts_of_a_stream(tmp_path, shard
                "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no",
                str(Path(__file__).with_name("run_stream_ranks.py")), str(tmp_path), str(shards)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     reads = []
     for rank in (0, 1):

@@ -28,7 +28,7 @@ TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--config_f
 def run(output_dir, *flags, processes=1):
     launcher = TWO_PROCESSES if processes == 2 else [sys.executable]
     return subprocess.run([*launcher, str(RUNNER), str(output_dir), str(output_dir) + ".jsonl", *flags], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ RUNNER = Path(__file__).with_name("run_tiny.py")
 
 def run(output_dir, record, *flags):
     result = subprocess.run([sys.executable, str(RUNNER), str(output_dir), str(record), *flags],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, timeout=300)
     return result
 
 
