@@ -43,9 +43,10 @@ class DataArguments:
     dataset_probabilities: list[float] | None = field(
         default=None, metadata={"help": "Sampling probabilities of mixed datasets (default: equal)."})
     train_files: list[str] | None = field(default=None, metadata={"help": "Local JSON lines file(s) of training "
-                                                                          "text."})
+                                                                          "text, or Parquet files of pre-tokenized "
+                                                                          "blocks (globs allowed)."})
     validation_files: list[str] | None = field(default=None, metadata={"help": "Local JSON lines file(s) of held-out "
-                                                                               "text."})
+                                                                               "text, or Parquet blocks."})
     validation_split: str = field(default="validation", metadata={"help": "Held-out split of the Hub dataset."})
     held_out_documents: int = field(
         default=0, metadata={"help": "Hold out the first N documents of each dataset's train split for evaluation "

@@ -9,7 +9,7 @@ from .arguments import TRAINING_ARGUMENTS, DataArguments, ModelArguments, Script
 from .config import TSTConfig
 from .modeling import check_positions, load_model, with_lora
 from .parser import TSTParser
-from .text import load_text, pack_text_dataset
+from .text import as_blocks, load_text
 from .trainer import TSTTrainer
 
 
@@ -24,8 +24,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, script_args: 
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     train_text, eval_text = load_text(data_args)
     with args.main_process_first(desc="tokenising and packing"):
-        train = pack_text_dataset(train_text, tokenizer, data_args.block_size, data_args.text_column, "train")
-        held_out = pack_text_dataset(eval_text, tokenizer, data_args.block_size, data_args.text_column, "validation")
+        train = as_blocks(train_text, tokenizer, data_args.block_size, data_args.text_column, "train")
+        held_out = as_blocks(eval_text, tokenizer, data_args.block_size, data_args.text_column, "validation")
     held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
                 else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
     model = with_lora(load_model(model_args, tokenizer), model_args)

@@ -11,15 +11,17 @@ logger = logging.get_logger(__name__)
 
 
 def load_text(data: DataArguments) -> tuple:
-    """(train, held-out) text datasets: local JSON lines files, or one or more Hub datasets mixed by
+    """(train, held-out) datasets: local JSON lines files of text or Parquet files of pre-tokenized blocks
+    (as `benchmarks/screen_data.py` writes them), or one or more Hub datasets mixed by
     `datasets.interleave_datasets` with `dataset_probabilities` (default: equal), streamed or not.
 
     With `held_out_documents` N, the first N documents of each dataset are held out before the mixing:
     the training mixture restarts a smaller dataset when it runs out (`all_exhausted`), so documents held
     out of the mixture itself would come back into training."""
     if not data.dataset_name:
-        raw = datasets.load_dataset("json", data_files={"train": data.train_files,
-                                                        "validation": data.validation_files}, streaming=data.streaming)
+        builder = "parquet" if all(path.endswith(".parquet") for path in data.train_files) else "json"
+        raw = datasets.load_dataset(builder, data_files={"train": data.train_files,
+                                                         "validation": data.validation_files}, streaming=data.streaming)
         return raw["train"], raw["validation"]
     configs = [*(data.dataset_config_name or []), *[None] * len(data.dataset_name)]
 
@@ -38,6 +40,20 @@ def load_text(data: DataArguments) -> tuple:
         return (mixed([part.skip(n) for part in parts]),
                 mixed([part.take(n) for part in parts], stopping_strategy="all_exhausted_without_replacement"))
     return mixed(sources("train")), mixed(sources(data.validation_split))
+
+
+def as_blocks(dataset, tokenizer, block_size: int, text_column: str = "text", split: str = "train"):
+    """Training blocks from a split: text is tokenised and packed (`pack_text_dataset`); a split that already
+    holds blocks (an `input_ids` column and no text column, e.g. pre-tokenized Parquet shards) is taken as it is,
+    once its blocks are checked to be `block_size` long."""
+    columns = dataset.column_names
+    if columns is None or text_column in columns or "input_ids" not in columns:
+        return pack_text_dataset(dataset, tokenizer, block_size, text_column, split)
+    length = len(next(iter(dataset))["input_ids"])
+    if length != block_size:
+        raise ValueError(f"split {split!r} holds pre-tokenized blocks of {length} tokens, but block_size={block_size}; "
+                         f"pass --block_size {length}, or rebuild the blocks at {block_size}.")
+    return dataset
 
 
 def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "text", split: str = "train"):

@@ -26,3 +26,21 @@ def test_no_held_out_document_comes_back_into_the_training_mixture(tmp_path, str
     assert set(train_texts) == {f"a{i}" for i in range(2, 12)} | {"b2", "b3"}
     assert train_texts.count("b2") > 1  # the smaller dataset restarted (all_exhausted)...
     assert not set(train_texts) & set(held_out_texts)  # ...without its held-out documents
+
+
+def test_pretokenized_parquet_blocks_are_read_as_they_are_and_a_block_size_mismatch_is_refused(tmp_path):
+    """The GPU screen's carried data: uint16 blocks in Parquet (benchmarks/screen_data.py), read through 🤗
+    datasets' Parquet loader and trained on without re-packing; blocks of another length are refused."""
+    import datasets
+
+    from hf_tst.text import as_blocks
+
+    ids = [[(7 * row + k) % 8192 for k in range(16)] for row in range(10)]
+    blocks = datasets.Dataset.from_dict({"input_ids": ids}).cast_column(
+        "input_ids", datasets.Sequence(datasets.Value("uint16")))
+    blocks.to_parquet(tmp_path / "train-00.parquet")
+    train, held_out = load_text(DataArguments(train_files=str(tmp_path / "train-*.parquet"),
+                                              validation_files=str(tmp_path / "train-00.parquet")))
+    assert as_blocks(train, tokenizer=None, block_size=16)["input_ids"] == ids
+    with pytest.raises(ValueError, match="pre-tokenized blocks of 16 tokens, but block_size=32; pass --block_size 16"):
+        as_blocks(held_out, tokenizer=None, block_size=32, split="validation")
