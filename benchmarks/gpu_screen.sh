@@ -13,7 +13,7 @@
 #   steps     2,500 per run (750 superposition steps for TST); both runs 5.4e16 FLOPs
 #   time      at an assumed 20% MFU for the two processes together (a small model: launch-bound; two processes
 #             fill the GPU better than one): 5.4e16 / 198e12 = 273 s, plus ~90 s of start, data and evaluation
-#   data      the study corpus (benchmarks/study_corpus.py, ~28M tokens) as uint16 Parquet blocks (~40 MiB,
+#   data      the study corpus (benchmarks/study_corpus.py, 27.7M tokens) as uint16 Parquet blocks (25.1 MiB,
 #             under the 64 MiB a device run carries): the baseline reads 41M tokens (1.5 epochs), TST 102M
 #             (750 x 6 + 1,750 steps x 16,384: 3.7 epochs), both under 4
 #
