@@ -35,7 +35,7 @@ if [ "${1:-}" = "--dry-run" ]; then
     python benchmarks/screen_data.py --train recipes/data/python-docs/train.jsonl.gz \
         --validation recipes/data/python-docs/validation.jsonl.gz --block_size 64 --shards 2 \
         --max_validation_blocks 32 --out_dir "$data"
-    size=(--config_overrides hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=4
+    size=(--config_overrides hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=4,head_dim=16
           --block_size 64 --per_device_train_batch_size 8 --max_steps 60 --warmup_steps 6
           --lr_scheduler_kwargs '{"num_decay_steps": 6, "decay_type": "linear"}' --eval_steps 20 --max_eval_blocks 32
           --logging_steps 10 --bf16 false --use_cpu true --dataloader_num_workers 0)
