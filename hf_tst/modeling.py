@@ -16,11 +16,22 @@ def load_model(model_args: ModelArguments, tokenizer):
         return AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path)
     config = AutoConfig.from_pretrained(model_args.model_config)
     if model_args.config_overrides:
-        config.update_from_string(model_args.config_overrides)
+        apply_overrides(config, model_args.config_overrides)
     config.vocab_size = len(tokenizer)
     config.pad_token_id, config.bos_token_id, config.eos_token_id = (
         tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id)
     return AutoModelForCausalLM.from_config(config)
+
+
+def apply_overrides(config, overrides: str) -> None:
+    """`config.update_from_string(overrides)`, keeping a derived head width derived: a config whose `head_dim`
+    was `hidden_size // num_attention_heads` (computed when it was built, not chosen) gets it recomputed from the
+    new values, as a config built with them would; an explicit `head_dim` in `overrides` wins."""
+    derived = getattr(config, "head_dim", None) is not None and getattr(config, "num_attention_heads", None) and (
+        config.head_dim == config.hidden_size // config.num_attention_heads)
+    config.update_from_string(overrides)
+    if derived and "head_dim=" not in overrides:
+        config.head_dim = config.hidden_size // config.num_attention_heads
 
 
 def with_lora(model, model_args: ModelArguments):

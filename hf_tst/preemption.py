@@ -1,15 +1,17 @@
 """Preemption-safe checkpoints: a job asked to stop by a signal (SLURM sends SIGTERM, or the signal
 chosen with `--signal`, some time before it kills a job) loses nothing.
 
-`SaveOnSignal` installs handlers for `tst_save_on_signal` when training starts. A handler only notes
-the signal. At the end of every optimizer step the processes agree whether any of them got one (one
-all-reduce of a flag per step), and if so, all of them finish that step, save a complete checkpoint
-and leave training with `PREEMPTED_EXIT_CODE`, which the shipped sbatch script turns into a requeue;
-the requeued job resumes from the newest complete checkpoint (`--resume_from_checkpoint last`). A
-second signal while the checkpoint is written is noted and ignored, so it cannot cut the save short.
-Handlers can only be installed from the main thread; elsewhere a warning says the run is unprotected.
+`SaveOnSignal.handlers()` installs handlers for `tst_save_on_signal` while `TSTTrainer.train` runs and
+restores the previous ones when it ends, by an exception too. A handler only notes the signal. At the
+end of every optimizer step the processes agree whether any of them got one (one all-reduce of a flag
+per step), and if so, all of them finish that step, save a complete checkpoint and leave training with
+`PREEMPTED_EXIT_CODE`, which the shipped sbatch script turns into a requeue; the requeued job resumes
+from the newest complete checkpoint (`--resume_from_checkpoint last`). A second signal while the
+checkpoint is written is noted and ignored, so it cannot cut the save short. Handlers can only be
+installed from the main thread; elsewhere a warning says the run is unprotected.
 """
 
+import contextlib
 import signal
 import threading
 from collections.abc import Callable
@@ -32,20 +34,25 @@ class SaveOnSignal(TrainerCallback):
         self.any_process = any_process
         self.received: signal.Signals | None = None
         self.stopped_at: int | None = None
-        self._previous = {}
 
     def _note(self, signum, frame) -> None:
         self.received = self.received or signal.Signals(signum)
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    @contextlib.contextmanager
+    def handlers(self):
+        """The signal handlers, installed for the `with` block and restored however it ends (an exception
+        included: a handler left behind would keep the process, and processes it forks, from being stopped)."""
         self.received, self.stopped_at = None, None
-        if not self.signals:
-            return
-        if threading.current_thread() is not threading.main_thread():
+        if self.signals and threading.current_thread() is not threading.main_thread():
             logger.warning(f"tst_save_on_signal: training runs outside the main thread, where no signal handler "
                            f"can be installed; {', '.join(s.name for s in self.signals)} will stop the run unsaved.")
-            return
-        self._previous = {s: signal.signal(s, self._note) for s in self.signals}
+        installed = self.signals if threading.current_thread() is threading.main_thread() else []
+        previous = {signum: signal.signal(signum, self._note) for signum in installed}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.signals and self.any_process(self.received is not None):
@@ -54,9 +61,6 @@ class SaveOnSignal(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
         if self.stopped_at is not None:
             received = self.received.name if self.received else "a signal on another process"
             logger.warning(f"{received} received: saved a complete checkpoint at step {self.stopped_at}; exiting "

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import nested_gather
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
 from .checks import check_before_training
@@ -79,7 +79,8 @@ class TSTTrainer(Trainer):
                          preprocess_logits_for_metrics=preprocess_logits_for_metrics)
         self._settings_recorder = PhaseSwitchCallback(**self.run_settings())
         self.add_callback(self._settings_recorder)
-        self.add_callback(SaveOnSignal(args.tst_save_on_signal, any_process=self._any_process))
+        self._preemption = SaveOnSignal(args.tst_save_on_signal, any_process=self._any_process)
+        self.add_callback(self._preemption)
         self._superposition = None  # the embedding hook, made on the first superposition step
         self._fused_head = None  # (LM head, its FusedLMHead or None), decided on the first training step
         self._block_stream = None  # the training data stream, made with the train dataloader
@@ -100,8 +101,7 @@ class TSTTrainer(Trainer):
         any compute to resume from an incomplete checkpoint or from one written with other settings
         (`resume_from_checkpoint` takes a folder, or `True`/`"last"` for the newest complete one), and leaving
         the model card in `output_dir` (a card that cannot be written is a warning: it never costs a run)."""
-        dataset = self.train_dataset
-        self.args.place_switch(None if dataset is None or isinstance(dataset, IterableDataset) else len(dataset))
+        self.args.place_switch(len(self.train_dataset) if has_length(self.train_dataset) else None)
         self._settings_recorder.settings = self.run_settings()
         checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
         if checkpoint is not None:
@@ -111,7 +111,8 @@ class TSTTrainer(Trainer):
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
         self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device))
-        output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
+        with self._preemption.handlers():
+            output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
         try:
             self.create_model_card()
         except Exception as error:  # noqa: BLE001 - the trained model is worth more than its card
@@ -157,8 +158,7 @@ class TSTTrainer(Trainer):
                 kwargs["steps_trained_in_current_epoch"] = 0
         return super()._run_epoch(**kwargs)
 
-    def _rows_per_step(self) -> int:
-        """Data rows in one optimizer step, over all devices."""
+    def _rows_per_step(self) -> int:  # data rows in one optimizer step, over all devices
         return self.args.gradient_accumulation_steps * self._train_batch_size * self.args.world_size
 
     # ---- loss ----

@@ -6,6 +6,7 @@ signalled; a second signal during the save does not cut it short."""
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,22 @@ def test_unknown_signal_names_are_refused(make_config):
     with pytest.raises(ValueError, match="tst_save_on_signal names SIGTERN, not signals"):
         make_config(max_steps=4, tst_save_on_signal=["SIGTERN"])
     assert make_config(max_steps=4, tst_save_on_signal=["none"]).tst_save_on_signal == []
+
+
+def test_the_signal_handlers_are_restored_when_training_ends_by_an_exception(make_config):
+    """A handler left behind would keep the process, and every process it forks later (lm-eval's worker pool,
+    whose terminate() sends SIGTERM, hung so), from being stopped."""
+    from conftest import packed_dataset, tiny_llama
+
+    from hf_tst import TSTTrainer
+
+    class Failing(TSTTrainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            assert signal.getsignal(signal.SIGTERM) is not before  # installed while training runs
+            raise RuntimeError("the first step fails")
+
+    before = signal.getsignal(signal.SIGTERM)
+    trainer = Failing(model=tiny_llama(), args=make_config(max_steps=4), train_dataset=packed_dataset(40, 8, 97))
+    with pytest.raises(RuntimeError, match="the first step fails"):
+        trainer.train()
+    assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL

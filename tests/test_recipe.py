@@ -35,3 +35,22 @@ def test_train_recipe_runs_both_phases_and_saves_a_plain_checkpoint(tmp_path, st
     assert json.loads((out / "eval_results.json").read_text())["eval_loss"] > 0
     card = (out / "README.md").read_text()  # the model card, with its loss curve beside it (the plots extra)
     assert "token-superposition-training" in card and (out / "loss_curve.png").exists() == PLOTS
+
+
+def test_config_overrides_recompute_a_derived_head_width():
+    """tiny-llama's config has no head_dim: 128 wide / 4 heads made it 32 when the config was built. Widened to
+    768 with 12 heads, the model must have heads of 64 (as LlamaConfig(hidden_size=768, ...) has), not keep 32;
+    an explicit head_dim in the overrides is kept."""
+    from transformers import AutoTokenizer
+
+    from hf_tst.arguments import ModelArguments
+    from hf_tst.modeling import load_model
+
+    tokenizer = AutoTokenizer.from_pretrained(REPO / "recipes" / "tokenizer")
+    widened = "hidden_size=768,num_attention_heads=12,num_key_value_heads=12,num_hidden_layers=1"
+    model = load_model(ModelArguments(model_config=str(REPO / "recipes/models/tiny-llama"),
+                                      config_overrides=widened), tokenizer)
+    assert model.config.head_dim == 64 and model.model.layers[0].self_attn.q_proj.out_features == 768
+    model = load_model(ModelArguments(model_config=str(REPO / "recipes/models/tiny-llama"),
+                                      config_overrides=widened + ",head_dim=32"), tokenizer)
+    assert model.config.head_dim == 32 and model.model.layers[0].self_attn.q_proj.out_features == 384
