@@ -150,10 +150,10 @@ class PhasedBlockStream(IterableDataset):
             for epoch in itertools.count(first_epoch):
                 if hasattr(self.dataset, "set_epoch"):
                     self.dataset.set_epoch(epoch)
-                if resumed_state is not None and epoch == first_epoch:
+                restored = resumed_state is not None and epoch == first_epoch
+                if restored:
                     self.dataset.load_state_dict(resumed_state)
                 self._epoch, read = epoch, 0
-                restored = resumed_state is not None and epoch == first_epoch
                 for block in self._restored_iter() if restored else self.dataset:
                     read += 1
                     yield block
@@ -176,11 +176,11 @@ class PhasedBlockStream(IterableDataset):
         try:
             first = next(iterator, None)
         except (KeyError, IndexError, TypeError) as error:
-            raise ValueError(f"the checkpoint's data position ({DATA_STATE.format('*')}) does not fit this "
-                             f"train_dataset ({type(error).__name__}: {error}): it was saved from a dataset processed "
-                             "another way; "
-                             f"resume with the same data and processing, or delete {DATA_STATE.format('*')} from the "
-                             "checkpoint to replay the stream up to its position instead.") from error
+            files = DATA_STATE.format("*")
+            raise ValueError(f"the checkpoint's data position ({files}) does not fit this train_dataset "
+                             f"({type(error).__name__}: {error}): it was saved from a dataset processed another way; "
+                             f"resume with the same data and processing, or delete {files} from the checkpoint to "
+                             "replay the stream up to its position instead.") from error
         if first is not None:
             yield first
             yield from iterator
@@ -191,12 +191,6 @@ class PhasedBlockStream(IterableDataset):
         if hasattr(self.dataset, "state_dict"):
             self._positions[row] = {"epoch": self._epoch, "dataset": copy.deepcopy(self.dataset.state_dict())}
             self._positions.pop(row - self.REMEMBERED * self.batch_size, None)
-
-    @property
-    def resumes_in_constant_time(self) -> bool:
-        """Whether `load_state_dict` can place the stream without reading what comes before: map-style data
-        (positions are arithmetic), or a stream whose dataset has a `state_dict` (🤗 `IterableDataset`)."""
-        return self.is_map_style or hasattr(self.dataset, "state_dict")
 
     @classmethod
     def for_run(cls, dataset, args, batch_size: int, process_index: int, processes: int) -> "PhasedBlockStream":
