@@ -10,6 +10,8 @@ from .extras import require
 
 @dataclass
 class ModelArguments:
+    _argument_group_name = "model"  # its heading in --help (HfArgumentParser)
+
     model_config: str | None = field(
         default=None, metadata={"help": "Config (local folder or Hub id) of a model to train from scratch."})
     config_overrides: str | None = field(
@@ -36,6 +38,8 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data"
+
     dataset_name: list[str] | None = field(
         default=None, metadata={"help": "Hub dataset id, or several ids to mix; overrides the local files."})
     dataset_config_name: list[str] | None = field(
@@ -72,6 +76,8 @@ class DataArguments:
 
 @dataclass
 class ScriptArguments:
+    _argument_group_name = "job"
+
     closing_note: str | None = field(
         default=None, metadata={"help": "A line printed after the final eval loss: what is known about this setting "
                                         "(the tiny config says what the budget-ladder study found at its scale)."})

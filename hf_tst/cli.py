@@ -7,21 +7,40 @@
 
 `hf-tst train` runs under `accelerate launch`: the flags that are not the script's go to the launcher
 (`--num_processes 8`, `--mixed_precision bf16`, ...), and `--accelerate_config` takes a path or the
-name of a launch config shipped with hf_tst (ddp, zero2, zero3, fsdp, multinode). The other commands
-run in this process.
+name of a launch config shipped with hf_tst (ddp, zero2, zero3, fsdp, multinode). With no launch
+config (neither that flag, `--config_file`, nor the file `accelerate config` writes), the launcher
+settings it would default are passed as accelerate defaults them: a process per GPU (one on a machine
+without), one machine, no mixed precision, no dynamo. The other commands run in this process.
+
+A mistake the user can fix (an unknown flag, a bad value, a missing config file, data or extra) prints
+one line, `hf-tst COMMAND: error: ...`, and exits with status 2, before any process is launched when
+the flags are at fault; `--debug` shows the traceback instead.
 """
 
 import argparse
 import importlib
+import os
+import subprocess
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+from accelerate.commands.config.config_args import default_config_file
 from accelerate.commands.launch import launch_command, launch_command_parser
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+from .config import accelerator_count
+from .parser import check_flags, flags_of
 
 COMMANDS = ("train", "evaluate", "compare", "sweep", "ladder", "push")
 LAUNCHED = ("train",)  # run under `accelerate launch`, on every device
 ACCELERATE_CONFIGS = resources.files("hf_tst") / "resources" / "accelerate"
+# Errors whose message names the value and the fix (hf_tst's own checks, argument parsing, files, extras).
+USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+USAGE_ERROR = 2  # argparse's exit status for a command-line mistake
+DEBUG = "HF_TST_DEBUG"  # set by --debug, so that launched processes show their tracebacks too
+LAUNCHER_DEFAULTS = {"--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
 
 
 def summary(command: str) -> str:
@@ -39,24 +58,63 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None):
+    """`hf-tst COMMAND ...`: the command's script, through `run`."""
     argv = sys.argv[1:] if argv is None else argv
     command, rest = make_parser().parse_known_args(argv)
+    prog = f"hf-tst {command.command}"
     if command.command in LAUNCHED:
-        return launch(command.command, rest)
-    script = importlib.import_module(f"hf_tst.scripts.{command.command}")
-    return script.main(rest, prog=f"hf-tst {command.command}")
+        return run(lambda script_argv, prog: launch(command.command, script_argv), rest, prog)
+    return run(importlib.import_module(f"hf_tst.scripts.{command.command}").main, rest, prog)
+
+
+def run(main: Callable, argv: list[str] | None = None, prog: str | None = None):
+    """`main(argv, prog=prog)` as a program: a mistake the user can fix (`USER_ERRORS`) prints
+    `prog: error: message` on one line and exits with status 2, and a launched job that failed (having
+    printed its own message) exits with its status, neither with a traceback. A bare `--debug` in `argv`
+    (or `HF_TST_DEBUG=1`) lets every traceback through, in launched processes too."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0])
+    if "--debug" in argv and not takes_value(argv, "--debug"):  # TrainingArguments' `--debug OPTION` is not ours
+        argv.remove("--debug")
+        os.environ[DEBUG] = "1"
+    try:
+        return main(argv, prog=prog)
+    except (subprocess.CalledProcessError, ChildFailedError, *USER_ERRORS) as error:
+        if os.environ.get(DEBUG) == "1":
+            raise
+        if isinstance(error, (subprocess.CalledProcessError, ChildFailedError)):
+            sys.exit(getattr(error, "returncode", 1))
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        sys.exit(USAGE_ERROR)
+
+
+def takes_value(argv: list[str], flag: str) -> bool:
+    """Whether `flag` in `argv` is followed by a value rather than by another flag or nothing."""
+    at = argv.index(flag)
+    return at + 1 < len(argv) and not argv[at + 1].startswith("-")
 
 
 def launch(command: str, argv: list[str]) -> None:
     """Run `hf_tst.scripts.<command>` under `accelerate launch`. The script's parser reads `argv` first
-    (so `--help` and bad values stop here, before any process starts); the strings it does not know are
-    the launcher's."""
+    (so `--help`, bad values and unknown flags stop here, before any process starts); the strings it does
+    not know must be the launcher's flags and their values."""
     parser = importlib.import_module(f"hf_tst.scripts.{command}").make_parser(prog=f"hf-tst {command}")
     *_, launcher_argv = parser.parse_args_and_config(argv, return_remaining_strings=True)
+    launcher = launch_command_parser()
+    launcher.error = launcher_error
+    check_flags(launcher_argv, [*flags_of(launcher), "--accelerate_config", *flags_of(parser)])
     script_argv = without_subsequence(argv, launcher_argv)
-    launcher_argv = resolve_accelerate_config(launcher_argv)
-    launch_command(launch_command_parser().parse_args(
-        [*launcher_argv, "--module", f"hf_tst.scripts.{command}", *script_argv]))
+    module = f"hf_tst.scripts.{command}"
+    launch_args = launcher.parse_args([*with_launcher_defaults(resolve_accelerate_config(launcher_argv)), "--module",
+                                       module, *script_argv])
+    if launch_args.training_script != module:  # a string that is neither a flag nor a flag's value
+        raise ValueError(f"unexpected argument {launch_args.training_script!r}; flags take the form --field value.")
+    launch_command(launch_args)
+
+
+def launcher_error(message: str):
+    """A bad launcher value as one line, instead of accelerate's usage of every flag and an exit."""
+    raise ValueError(f"{message} (`accelerate launch --help` lists the launcher's flags).")
 
 
 def without_subsequence(items: list[str], subsequence: list[str]) -> list[str]:
@@ -89,6 +147,23 @@ def resolve_accelerate_config(launcher_argv: list[str]) -> list[str]:
         raise ValueError(f"--accelerate_config {name!r} is neither a file nor a launch config shipped with hf_tst; "
                          f"pass a path or one of {', '.join(shipped_accelerate_configs())}.")
     return ["--config_file", path, *launcher_argv[:at], *launcher_argv[at + 2:]]
+
+
+def with_launcher_defaults(launcher_argv: list[str]) -> list[str]:
+    """`launcher_argv` plus the settings `accelerate launch` would default, each with a warning, when no launch
+    config gives them (`--config_file`, or the file `accelerate config` writes): the values it would use, a
+    process per local GPU (one without) with `--multi_gpu` when there are several, one machine, no mixed
+    precision, no dynamo."""
+    given = {"--" + item[2:].split("=", 1)[0].replace("-", "_") for item in launcher_argv if item.startswith("--")}
+    if "--config_file" in given or os.path.isfile(default_config_file):
+        return launcher_argv
+    filled = [*launcher_argv]
+    if "--num_processes" not in given:
+        devices = accelerator_count()
+        filled += ["--num_processes", str(max(devices, 1))]
+        if devices > 1 and not given & {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp", "--tpu"}:
+            filled.append("--multi_gpu")
+    return filled + [item for flag, value in LAUNCHER_DEFAULTS.items() if flag not in given for item in (flag, value)]
 
 
 def shipped_accelerate_configs() -> list[str]:

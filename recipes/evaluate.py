@@ -6,7 +6,8 @@ The same as `hf-tst evaluate`: the script is `hf_tst.scripts.evaluate`, whose do
 (every flag, with its help) say the rest.
 """
 
+from hf_tst.cli import run
 from hf_tst.scripts.evaluate import main
 
 if __name__ == "__main__":
-    main()
+    run(main)  # a mistake prints one line, `--debug` the traceback

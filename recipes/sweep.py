@@ -6,7 +6,8 @@ The same as `hf-tst sweep`: the script is `hf_tst.scripts.sweep`, whose docstrin
 (every flag, with its help) say the rest.
 """
 
+from hf_tst.cli import run
 from hf_tst.scripts.sweep import main
 
 if __name__ == "__main__":
-    main()
+    run(main)  # a mistake prints one line, `--debug` the traceback

@@ -3,6 +3,7 @@ with its help text; a command that needs a missing extra says which, before any 
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SHRUNK, load_recipe, needs_eval
 
-from hf_tst.cli import COMMANDS
+from hf_tst.cli import COMMANDS, with_launcher_defaults
 from hf_tst.cli import main as hf_tst
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,26 +73,36 @@ def test_flags_that_are_not_the_scripts_go_to_the_launcher(tmp_path, monkeypatch
     assert Path(args.config_file).read_text() == (REPO / "recipes" / "accelerate" / "ddp.yaml").read_text()
 
 
-def test_an_unknown_accelerate_config_is_refused_before_any_process_starts(monkeypatch):
+def refusal(argv: list[str], capsys) -> str:
+    """The one line `hf-tst` prints for a mistake, having exited with status 2 and no traceback."""
+    with pytest.raises(SystemExit) as exit_code:
+        hf_tst(argv)
+    assert exit_code.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    return line
+
+
+def test_an_unknown_accelerate_config_is_refused_before_any_process_starts(monkeypatch, capsys):
     launched = []
     monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
     monkeypatch.chdir(REPO)
-    with pytest.raises(ValueError, match="'zero9' is neither a file nor .* one of ddp, fsdp, multinode, zero2, zero3"):
-        hf_tst(["train", *TINY_SHRUNK, "--output_dir", "unused", "--accelerate_config", "zero9"])
+    line = refusal(["train", *TINY_SHRUNK, "--output_dir", "unused", "--accelerate_config", "zero9"], capsys)
+    assert re.fullmatch("hf-tst train: error: --accelerate_config 'zero9' is neither a file nor .* one of ddp, fsdp, "
+                        "multinode, zero2, zero3.", line)
     assert launched == []
 
 
 @pytest.mark.parametrize("command, extra", [("compare", "eval"), pytest.param("compare", "plots", marks=needs_eval),
                                             ("sweep", "plots"), ("ladder", "plots")])
-def test_a_command_needing_a_missing_extra_names_it_before_training(command, extra, monkeypatch, tmp_path):
+def test_a_command_needing_a_missing_extra_names_it_before_training(command, extra, monkeypatch, tmp_path, capsys):
     module = {"eval": "lm_eval", "plots": "matplotlib"}[extra]
     monkeypatch.setitem(sys.modules, module, None)  # what the import meets when the extra is not installed
     monkeypatch.chdir(REPO)
     trained = []
     monkeypatch.setattr(f"hf_tst.scripts.{command}.train_variant", lambda *args, **kwargs: trained.append(args))
     argv = [*TINY_SHRUNK, "--lr_scheduler_type", "warmup_stable_decay", "--output_dir", str(tmp_path)]
-    with pytest.raises(ImportError, match=rf"needs {module}, which is not installed.*'hf_tst\[{extra}\]'"):
-        hf_tst([command, *argv])
+    line = refusal([command, *argv], capsys)
+    assert re.search(rf"^hf-tst {command}: error: .*needs {module}, which is not installed.*'hf_tst\[{extra}\]'", line)
     assert trained == []
 
 
@@ -101,3 +112,137 @@ def test_lora_without_peft_is_refused_while_parsing(monkeypatch):
     with pytest.raises(ImportError, match=r"lora_r=8 needs peft.*pip install 'hf_tst\[peft\]'"):
         importlib.import_module("hf_tst.scripts.train").make_parser().parse_args_and_config(
             [*TINY_SHRUNK, "--lora_r", "8", "--output_dir", "unused"])
+
+
+# ---- the first hour: a mistake is one line naming the fix; --help shows TST first; the launcher is quiet ----
+
+MISTAKES = {  # the flags after `hf-tst train`, and the line that names the mistake and its fix
+    "typo": (["--config", "recipes/configs/tiny.yaml", "--tst_bag_sise", "4"],
+             "unknown flag --tst_bag_sise; did you mean --tst_bag_size?"),
+    "missing config": (["--config", "recipes/configs/tinyy.yaml"],
+                       "--config recipes/configs/tinyy.yaml: no such file; did you mean recipes/configs/tiny.yaml?"),
+    "bad ratio": (["--config", "recipes/configs/tiny.yaml", "--tst_ratio", "1.5"],
+                  "tst_ratio must lie in [0, 1], got 1.5; the paper uses 0.2-0.4."),
+    "malformed config": (["--config", "tests/data/not-yaml.yaml"],
+                         "--config tests/data/not-yaml.yaml is not valid YAML: expected the node content, but "
+                         "found '<stream end>' at line 3, column 1."),
+}
+MORE_MISTAKES = {
+    "launcher typo": (["--config", "recipes/configs/tiny.yaml", "--num_proceses", "2"],
+                      "unknown flag --num_proceses; did you mean --num_processes?"),
+    "value of the wrong type": (["--config", "recipes/configs/tiny.yaml", "--tst_bag_size", "six"],
+                                "argument --tst_bag_size/--tst-bag-size: invalid int value: 'six'; `--help` lists "
+                                "the flags."),
+    "bad launcher value": (["--config", "recipes/configs/tiny.yaml", "--num_processes", "two"],
+                           "argument --num_processes/--num-processes: invalid int value: 'two' (`accelerate launch "
+                           "--help` lists the launcher's flags)."),
+    "stray argument": (["--config", "recipes/configs/tiny.yaml", "tiny"],
+                       "unexpected argument 'tiny'; flags take the form --field value."),
+    "abbreviated flag": (["--config", "recipes/configs/tiny.yaml", "--tst_bag", "4"],
+                         "unknown flag --tst_bag; did you mean --tst_bag_size?"),
+    "unknown config field": (["--config", "tests/data/typo-field.yaml"],
+                             "--config tests/data/typo-field.yaml: unknown field(s) tst_bagsize; did you mean "
+                             "tst_bag_size?"),
+    "config that is a list": (["--config", "tests/data/a-list.yaml"],
+                              "--config tests/data/a-list.yaml holds a list, not a mapping of field: value pairs (one "
+                              "`field: value` per line)."),
+}
+
+
+@pytest.mark.parametrize("mistake", [*MISTAKES, *MORE_MISTAKES])
+def test_a_mistake_is_one_line_naming_the_fix_before_the_launcher_starts(mistake, monkeypatch, capsys):
+    launched = []
+    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.chdir(REPO)
+    argv, message = {**MISTAKES, **MORE_MISTAKES}[mistake]
+    assert refusal(["train", *argv], capsys) == f"hf-tst train: error: {message}"
+    assert launched == []
+
+
+def test_debug_shows_the_traceback_instead(monkeypatch):
+    monkeypatch.setattr("hf_tst.cli.launch_command", lambda args: pytest.fail("launched"))
+    monkeypatch.setenv("HF_TST_DEBUG", "0")  # --debug sets it, for launched processes; restored after the test
+    monkeypatch.chdir(REPO)
+    with pytest.raises(ValueError, match="unknown flag --tst_bag_sise; did you mean --tst_bag_size?"):
+        hf_tst(["train", *MISTAKES["typo"][0], "--debug"])
+
+
+ROUTES = {  # how a user starts the main job, and the name its errors go by
+    "hf-tst train": ([sys.executable, "-m", "hf_tst", "train"], "hf-tst train", 2),
+    "recipe": ([sys.executable, "recipes/train.py"], "train.py", 2),
+    # accelerate's own launcher raises CalledProcessError after a failed script unless --quiet; it exits 1 then.
+    "accelerate launch --quiet": ([str(Path(sys.executable).parent / "accelerate"), "launch", "--quiet",
+                                   "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+                                   "--dynamo_backend", "no", "recipes/train.py"], "train.py", 1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_each_mistake_prints_one_line_and_a_nonzero_status_however_the_job_is_started(route, mistake):
+    command, prog, status = ROUTES[route]
+    argv, message = MISTAKES[mistake]
+    result = subprocess.run([*command, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, (result.stdout + result.stderr).splitlines()) == (status,
+                                                                                 [f"{prog}: error: {message}"])
+
+
+@pytest.mark.slow
+def test_an_error_in_the_launched_job_is_its_one_line_and_status_without_the_launchers_traceback(tmp_path):
+    """Data that does not exist is found by the launched process, not while parsing: its line and status
+    are all that `hf-tst train` shows."""
+    result = subprocess.run([*ROUTES["hf-tst train"][0], *TINY_SHRUNK, "--train_files", "no-such-file.jsonl",
+                             "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.fullmatch(r"hf-tst train: error: .*no-such-file\.jsonl.*", lines[-1]), lines
+
+
+def test_help_shows_the_config_and_the_tst_fields_first_in_their_own_group(capsys):
+    text = printed_help(hf_tst, ["train", "--help"], capsys)
+    parser = importlib.import_module("hf_tst.scripts.train").make_parser()
+    headings = [line for line in text.splitlines() if re.fullmatch(r"[a-zA-Z].*:", line)]
+    assert headings == ["options:", "Token-Superposition Training:", "model:", "data:", "job:",
+                        "training (transformers' TrainingArguments):"]
+    first = text.split("Token-Superposition Training:")[1].split("\nmodel:")[0]
+    listed = re.findall(r"^  (--\w+)", first, flags=re.M)
+    tst_flags = [flag for action in parser._actions for flag in action.option_strings[:1] if "tst_" in flag]
+    assert listed == ["--config", *tst_flags] and len(tst_flags) >= 12
+    assert text.index("--config") < text.index("--tst_bag_size") < text.index("--learning_rate")
+
+
+def test_without_a_launch_config_the_launcher_gets_the_values_it_would_default_and_warns_of_none(
+        tmp_path, monkeypatch, caplog):
+    from accelerate.commands.launch import _validate_launch_command
+
+    launched = []
+    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.setattr("hf_tst.cli.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
+    monkeypatch.setattr("hf_tst.cli.accelerator_count", lambda: 0)
+    monkeypatch.chdir(REPO)
+    hf_tst(["train", *TINY_SHRUNK, "--output_dir", str(tmp_path)])
+    (args,) = launched
+    assert (args.num_processes, args.num_machines, args.mixed_precision, args.dynamo_backend, args.multi_gpu) == (
+        1, 1, "no", "no", False)
+    with caplog.at_level("WARNING", logger="accelerate.commands.launch"):
+        _validate_launch_command(args)
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("devices, launcher_argv, filled", [
+    (8, [], ["--num_processes", "8", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+             "--dynamo_backend", "no"]),
+    (8, ["--num_processes", "2", "--mixed-precision", "bf16"],
+     ["--num_processes", "2", "--mixed-precision", "bf16", "--num_machines", "1", "--dynamo_backend", "no"]),
+    (8, ["--use_deepspeed"], ["--use_deepspeed", "--num_processes", "8", "--num_machines", "1", "--mixed_precision",
+                              "no", "--dynamo_backend", "no"]),
+    (8, ["--config_file", "my.yaml"], ["--config_file", "my.yaml"]),
+])
+def test_the_launchers_defaults_fill_only_what_no_flag_or_config_gives(devices, launcher_argv, filled, monkeypatch,
+                                                                        tmp_path):
+    monkeypatch.setattr("hf_tst.cli.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
+    monkeypatch.setattr("hf_tst.cli.accelerator_count", lambda: devices)
+    assert with_launcher_defaults(launcher_argv) == filled
+    (tmp_path / "no-accelerate-config.yaml").write_text("{}")  # `accelerate config` was run: its file decides
+    assert with_launcher_defaults(launcher_argv) == launcher_argv

@@ -28,6 +28,8 @@ from ..switch import describe_switch, switch_figures
 
 @dataclass
 class CompareArguments:
+    _argument_group_name = "compare"
+
     compare_dir: str = field(default="outputs/compare",
                              metadata={"help": "Where both runs (tst/, baseline/) and the report go."})
     eval_limit: int | None = field(default=None, metadata={"help": "Examples per downstream task (default: all)."})

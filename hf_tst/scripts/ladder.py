@@ -32,6 +32,8 @@ from ..pretraining import train_variant
 
 @dataclass
 class LadderArguments:
+    _argument_group_name = "ladder"
+
     budgets: list[int] = field(default_factory=lambda: [500, 1000, 2000, 4000],
                                metadata={"help": "TST step budgets T."})
     baseline_budgets: list[int] = field(

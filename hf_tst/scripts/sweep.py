@@ -22,6 +22,8 @@ from ..pretraining import train_variant
 
 @dataclass
 class SweepArguments:
+    _argument_group_name = "sweep"
+
     bag_sizes: list[int] = field(default_factory=lambda: [2, 4, 6, 8], metadata={"help": "Bag sizes s of the grid."})
     ratios: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4],
                                 metadata={"help": "Superposition ratios r of the grid."})

@@ -7,11 +7,15 @@ Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shippe
 embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
 take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
 `--resume_from_checkpoint last` resumes from the newest complete checkpoint in `--output_dir`.
+Under `hf-tst train`, flags that are none of these go to `accelerate launch` (`--num_processes`,
+`--mixed_precision`, `--config_file`; `accelerate launch --help` lists them); `--debug` shows the
+traceback of an error, which is otherwise one line.
 """
 
 import argparse
 
 from ..arguments import TRAINING_ARGUMENTS
+from ..cli import run
 from ..parser import TSTParser
 from ..pretraining import pretrain
 
@@ -26,4 +30,4 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
 
 
 if __name__ == "__main__":  # the process `hf-tst train` starts under `accelerate launch`
-    main()
+    run(main, prog="hf-tst train")
