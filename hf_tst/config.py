@@ -12,6 +12,7 @@ import signal
 import warnings
 from dataclasses import dataclass, field, fields
 
+import torch
 from transformers import TrainingArguments
 from transformers.trainer_pt_utils import AcceleratorConfig
 from transformers.utils import logging
@@ -23,6 +24,12 @@ logger = logging.get_logger(__name__)
 
 SUPERPOSE_MODES = ("full", "input", "output")
 FOLDS = ("sequence", "batch")
+
+
+def accelerator_count() -> int:
+    """The devices of this machine's accelerator (CUDA, XPU, MPS, ...): 0 on a CPU-only machine."""
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    return accelerator.device_count() if accelerator is not None else torch.cuda.device_count()
 
 
 @dataclass(repr=False)  # keep TrainingArguments.__repr__, which hides the *_token fields
@@ -49,6 +56,8 @@ class TSTConfig(TrainingArguments):
 
     - `include_num_input_tokens_seen="non_padding"` (was `"no"`): the data tokens read, all s of a
       bag counted, are the axis on which TST and its baseline differ.
+    - `dataloader_pin_memory` is off on a machine without an accelerator, where there is no device to
+      copy pinned batches to (the DataLoader would warn on every run and not pin).
     - `accelerator_config={"non_blocking": True}` when unset and `dataloader_pin_memory` is on: pinned
       batches are copied to the device without waiting, since a superposition batch is s times the
       data of a plain one.
@@ -62,6 +71,8 @@ class TSTConfig(TrainingArguments):
     The representation (`repr`, `str`), `to_dict` and trackers show `*_token` fields as `<HUB_TOKEN>`, and
     pickles (`training_args.bin`) hold None there.
     """
+
+    _argument_group_name = "training (transformers' TrainingArguments)"  # its heading in --help, after the tst_*
 
     tst_bag_size: int = field(
         default=6,
@@ -155,6 +166,7 @@ class TSTConfig(TrainingArguments):
     def __post_init__(self):
         self._validate_tst_fields()
         accelerator_config_unset = self.accelerator_config is None
+        self.dataloader_pin_memory = self.dataloader_pin_memory and accelerator_count() > 0
         super().__post_init__()
         if accelerator_config_unset and self.dataloader_pin_memory:  # copied while the last step runs
             self.accelerator_config.non_blocking = True

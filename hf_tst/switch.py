@@ -87,8 +87,9 @@ def describe_switch(figures: dict[str, float], switch_step: int) -> str:
     if "tst_switch_loss_after" in figures:
         text += f", and {figures['tst_switch_loss_after']:.4f} after the first recovery step"
     if "tst_recovery_steps" in figures:
-        return text + (f"; the running loss was back below its value at the switch after "
-                       f"{figures['tst_recovery_steps']} recovery steps.")
+        steps = figures["tst_recovery_steps"]
+        return text + (f"; the running loss was back below its value at the switch after {steps} recovery "
+                       f"step{'' if steps == 1 else 's'}.")
     return text + "; the running loss did not get back below its value at the switch before the run ended."
 
 

@@ -64,8 +64,9 @@ def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "t
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos_token; packing needs one to separate documents.")
 
-    def tokenize_and_pack(batch):
-        ids = [i for doc in tokenizer(batch[text_column])["input_ids"] for i in doc + [tokenizer.eos_token_id]]
+    def tokenize_and_pack(batch):  # documents longer than the model's context are expected: they are cut into blocks
+        documents = tokenizer(batch[text_column], verbose=False)["input_ids"]
+        ids = [i for doc in documents for i in doc + [tokenizer.eos_token_id]]
         usable = len(ids) // block_size * block_size
         return {"input_ids": [ids[k:k + block_size] for k in range(0, usable, block_size)]}
 

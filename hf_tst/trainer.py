@@ -22,6 +22,7 @@ from transformers.utils import logging
 from .checks import check_before_training
 from .config import TSTConfig, as_tst_config
 from .data import PhasedBlockStream, TSTDataCollator
+from .extras import import_deepspeed_only_when_used
 from .guard import NonFiniteGuard
 from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
@@ -65,6 +66,7 @@ class TSTTrainer(Trainer):
         preprocess_logits_for_metrics: Callable | None = None,
     ):
         args = as_tst_config(args)
+        import_deepspeed_only_when_used()  # before Trainer's init unwraps the model
         check_before_training(model, args, train_dataset, processing_class, compute_loss_func)
         if data_collator is None:
             data_collator = TSTDataCollator(pad_token_id=pad_token_id(model, processing_class),
@@ -285,13 +287,11 @@ class TSTTrainer(Trainer):
     def create_model_card(self, license: str | None = None, model_name: str | None = None,
                           dataset: str | list[str] | None = None, **kwargs) -> None:
         """The TST model card (README.md and loss curve) in `output_dir`, also used by `push_to_hub`."""
-        if not self.is_world_process_zero():
-            return
-        model = self.accelerator.unwrap_model(self.model)
-        write_model_card(self.args.output_dir, self.args, self.state.log_history, type(model).__name__,
-                         model_name=model_name or self.args.hub_model_id,
-                         dataset=dataset if isinstance(dataset, str) or dataset is None else ", ".join(dataset),
-                         license=license or "apache-2.0")
+        if self.is_world_process_zero():
+            write_model_card(self.args.output_dir, self.args, self.state.log_history,
+                             type(self.accelerator.unwrap_model(self.model)).__name__,
+                             model_name=model_name or self.args.hub_model_id, license=license or "apache-2.0",
+                             dataset=dataset if isinstance(dataset, str) or dataset is None else ", ".join(dataset))
 
     # ---- logging ----
 

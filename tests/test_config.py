@@ -103,12 +103,21 @@ def test_the_liger_kernel_without_liger_installed_is_refused(tmp_path, monkeypat
         TSTConfig(output_dir=str(tmp_path), max_steps=10, tst_loss_kernel="liger")
 
 
-def test_batches_are_copied_to_the_device_without_waiting_unless_the_user_says_otherwise(tmp_path):
+def test_batches_are_copied_to_the_device_without_waiting_unless_the_user_says_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setattr("hf_tst.config.accelerator_count", lambda: 1)
     assert TSTConfig(output_dir=str(tmp_path), max_steps=10).accelerator_config.non_blocking is True
     unpinned = TSTConfig(output_dir=str(tmp_path), max_steps=10, dataloader_pin_memory=False)
     assert unpinned.accelerator_config.non_blocking is False  # non-blocking copies need pinned memory
     chosen = TSTConfig(output_dir=str(tmp_path), max_steps=10, accelerator_config={"non_blocking": False})
     assert chosen.accelerator_config.non_blocking is False
+
+
+@pytest.mark.parametrize("devices, pinned", [(0, False), (1, True)])
+def test_batches_are_pinned_only_where_an_accelerator_takes_them(devices, pinned, tmp_path, monkeypatch):
+    """Without an accelerator the DataLoader would warn on every run and not pin: pinning is off there."""
+    monkeypatch.setattr("hf_tst.config.accelerator_count", lambda: devices)
+    args = TSTConfig(output_dir=str(tmp_path), max_steps=10)
+    assert (args.dataloader_pin_memory, args.accelerator_config.non_blocking) == (pinned, pinned)
 
 
 def test_use_liger_kernel_needs_the_liger_loss_kernel_too(tmp_path):

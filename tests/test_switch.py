@@ -34,6 +34,12 @@ def test_switch_figures_are_the_logged_losses_of_the_first_recovery_steps(make_c
         f"At the switch (step 6) the next-token training loss of the superposed model was {recovery[0]:.4f}")
 
 
+@pytest.mark.parametrize("steps, words", [(1, "after 1 recovery step."), (3, "after 3 recovery steps.")])
+def test_the_switch_sentence_counts_recovery_steps_in_the_singular_and_the_plural(steps, words):
+    figures = {"tst_switch_loss_before": 6.89, "tst_switch_loss_after": 6.78, "tst_recovery_steps": steps}
+    assert describe_switch(figures, 90).endswith(f"the running loss was back below its value at the switch {words}")
+
+
 def test_recovery_waits_for_the_running_loss_after_a_spike():
     """A spike after the switch: the trailing mean of 3 gets back below 5.0 only at the sixth loss."""
     watch = SwitchWatch(switch_step=10, micro_batches_per_step=1, reduce=float, window=3)
