@@ -83,9 +83,17 @@ def run(main: Callable, argv: list[str] | None = None, prog: str | None = None):
         if os.environ.get(DEBUG) == "1":
             raise
         if isinstance(error, (subprocess.CalledProcessError, ChildFailedError)):
-            sys.exit(getattr(error, "returncode", 1))
+            sys.exit(launched_status(error))
         print(f"{prog}: error: {error}", file=sys.stderr)
         sys.exit(USAGE_ERROR)
+
+
+def launched_status(error: subprocess.CalledProcessError | ChildFailedError) -> int:
+    """The status of a launched job that failed (its first process to fail, under torch.distributed), as a
+    shell reports it: 75 for a run that saved on a signal and asks to be requeued, 128 + N for signal N."""
+    code = (error.returncode if isinstance(error, subprocess.CalledProcessError)
+            else error.get_first_failure()[1].exitcode)
+    return code if code > 0 else 128 - code if code < 0 else 1
 
 
 def takes_value(argv: list[str], flag: str) -> bool:

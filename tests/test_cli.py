@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_SHRUNK, load_recipe, needs_eval
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 from hf_tst.cli import COMMANDS, with_launcher_defaults
 from hf_tst.cli import main as hf_tst
@@ -178,8 +179,9 @@ ROUTES = {  # how a user starts the main job, and the name its errors go by
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("route", ROUTES)
-@pytest.mark.parametrize("mistake", MISTAKES)
+@pytest.mark.parametrize("route, mistake", [(route, mistake) for route in ("hf-tst train", "recipe")
+                                            for mistake in ("typo", "missing config", "bad ratio")]
+                         + [("accelerate launch --quiet", "typo")])
 def test_each_mistake_prints_one_line_and_a_nonzero_status_however_the_job_is_started(route, mistake):
     command, prog, status = ROUTES[route]
     argv, message = MISTAKES[mistake]
@@ -246,3 +248,22 @@ def test_the_launchers_defaults_fill_only_what_no_flag_or_config_gives(devices, 
     assert with_launcher_defaults(launcher_argv) == filled
     (tmp_path / "no-accelerate-config.yaml").write_text("{}")  # `accelerate config` was run: its file decides
     assert with_launcher_defaults(launcher_argv) == launcher_argv
+
+
+@pytest.mark.parametrize("failure, status", [
+    (subprocess.CalledProcessError(75, ["python"]), 75),  # one process: accelerate's simple launcher
+    (subprocess.CalledProcessError(-9, ["python"]), 137),  # killed by SIGKILL, as a shell reports it
+    (ChildFailedError("hf_tst.scripts.train", {1: ProcessFailure(1, 1, 75, "/none"),
+                                              0: ProcessFailure(0, 2, 2, "/none")}), 75),  # torch.distributed
+])
+def test_a_launched_job_that_fails_exits_with_its_own_status_and_no_launcher_traceback(failure, status, monkeypatch,
+                                                                                        capsys):
+    def launch_command(args):
+        raise failure
+
+    monkeypatch.setattr("hf_tst.cli.launch_command", launch_command)
+    monkeypatch.chdir(REPO)
+    with pytest.raises(SystemExit) as exit_code:
+        hf_tst(["train", *TINY_SHRUNK, "--output_dir", "unused", "--num_processes", "1"])
+    assert exit_code.value.code == status
+    assert capsys.readouterr().err == ""  # the launched processes said why

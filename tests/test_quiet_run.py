@@ -31,11 +31,11 @@ def fresh_environment(tmp_path: Path) -> dict:
 
 @pytest.mark.slow
 def test_the_main_job_prints_no_warning_line(tmp_path):
-    """The main job (`make run`), shortened to 60 steps: the same switch, evaluations, checkpoints (with
-    rotation), model card and closing lines."""
+    """The main job (`make run`), shortened to 60 steps and 32 held-out blocks: the same switch, evaluations,
+    checkpoints (with rotation), model card and closing lines."""
     result = subprocess.run(
         [sys.executable, "-m", "hf_tst", "train", "--config", "recipes/configs/tiny.yaml", "--max_steps", "60",
-         "--eval_steps", "20", "--save_steps", "20", "--output_dir", str(tmp_path / "run")],
+         "--eval_steps", "30", "--save_steps", "30", "--max_eval_blocks", "32", "--output_dir", str(tmp_path / "run")],
         cwd=REPO, env=fresh_environment(tmp_path), capture_output=True, text=True, timeout=300)
     console = result.stdout + result.stderr
     assert result.returncode == 0, console[-3000:]
