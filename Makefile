@@ -1,7 +1,10 @@
 # The two commands of the README: `make run` (the main job) and `make test` (lint and the test suite).
-# Each sets up .venv first (once; again when pyproject.toml changes). TORCH=torch on a GPU machine.
+# Each sets up .venv first (once; again when pyproject.toml changes). TORCH=torch on a GPU machine; on a
+# machine without one, TORCH_INDEX=https://download.pytorch.org/whl/cpu takes PyTorch's CPU build (PyPI's
+# Linux torch is the CUDA build, several GB).
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
 .PHONY: run test
@@ -9,11 +12,12 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)" -e ".[dev]"
+	$(BIN)/pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 run: $(BIN)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/accelerate launch recipes/train.py --config recipes/configs/tiny.yaml
+	HF_HUB_OFFLINE=1 $(BIN)/hf-tst train --config recipes/configs/tiny.yaml
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check hf_tst recipes tests benchmarks .ci
