@@ -31,7 +31,7 @@ from accelerate.commands.launch import launch_command, launch_command_parser
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from .config import accelerator_count
-from .parser import check_flags, flags_of
+from .parser import flags_of
 
 COMMANDS = ("train", "evaluate", "compare", "sweep", "ladder", "push")
 LAUNCHED = ("train",)  # run under `accelerate launch`, on every device
@@ -107,10 +107,10 @@ def launch(command: str, argv: list[str]) -> None:
     (so `--help`, bad values and unknown flags stop here, before any process starts); the strings it does
     not know must be the launcher's flags and their values."""
     parser = importlib.import_module(f"hf_tst.scripts.{command}").make_parser(prog=f"hf-tst {command}")
-    *_, launcher_argv = parser.parse_args_and_config(argv, return_remaining_strings=True)
     launcher = launch_command_parser()
     launcher.error = launcher_error
-    check_flags(launcher_argv, [*flags_of(launcher), "--accelerate_config", *flags_of(parser)])
+    *_, launcher_argv = parser.parse_args_and_config(argv, return_remaining_strings=True,
+                                                     other_flags=[*flags_of(launcher), "--accelerate_config"])
     script_argv = without_subsequence(argv, launcher_argv)
     module = f"hf_tst.scripts.{command}"
     launch_args = launcher.parse_args([*with_launcher_defaults(resolve_accelerate_config(launcher_argv)), "--module",

@@ -46,10 +46,12 @@ class TSTParser(HfArgumentParser):
         flag and an exit."""
         raise ValueError(f"{message}; `--help` lists the flags.")
 
-    def parse_args_and_config(self, argv: list[str] | None = None, return_remaining_strings: bool = False) -> tuple:
+    def parse_args_and_config(self, argv: list[str] | None = None, return_remaining_strings: bool = False,
+                              other_flags: list[str] = ()) -> tuple:
         """One instance per dataclass, in order: the config file's values, overridden by `argv`'s flags;
-        then, with `return_remaining_strings`, the list of `argv`'s strings that are no field's (else an
-        unknown flag is refused, naming the closest known one)."""
+        then, with `return_remaining_strings`, the list of `argv`'s strings that are no field's, which may
+        be `other_flags` and their values (another program's, such as a launcher's). A flag that is neither
+        is refused before any dataclass is built, naming the closest known one."""
         pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
         pre.add_argument("--config")
         known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -61,11 +63,10 @@ class TSTParser(HfArgumentParser):
                 raise ValueError(f"--config {known.config}: unknown field(s) {', '.join(unknown)}"
                                  f"{did_you_mean(unknown[0], fields) or '; `--help` lists the fields.'}")
             self.set_defaults(**defaults)
-        if not return_remaining_strings:
-            _, leftover = self.parse_known_args(rest)  # refused by name before any dataclass is built
-            check_flags(leftover, flags_of(self))
-            if leftover:
-                raise ValueError(f"unexpected argument(s) {' '.join(leftover)}; flags take the form --field value.")
+        _, leftover = self.parse_known_args(rest)
+        check_flags(leftover, [*flags_of(self), *other_flags])
+        if leftover and not return_remaining_strings:
+            raise ValueError(f"unexpected argument(s) {' '.join(leftover)}; flags take the form --field value.")
         return self.parse_args_into_dataclasses(args=rest, return_remaining_strings=return_remaining_strings)
 
 

@@ -129,6 +129,8 @@ MISTAKES = {  # the flags after `hf-tst train`, and the line that names the mist
                          "found '<stream end>' at line 3, column 1."),
 }
 MORE_MISTAKES = {
+    "typo before any other flag": (["--tst_bag_sise", "4"],  # named before the missing model is
+                                   "unknown flag --tst_bag_sise; did you mean --tst_bag_size?"),
     "launcher typo": (["--config", "recipes/configs/tiny.yaml", "--num_proceses", "2"],
                       "unknown flag --num_proceses; did you mean --num_processes?"),
     "value of the wrong type": (["--config", "recipes/configs/tiny.yaml", "--tst_bag_size", "six"],
