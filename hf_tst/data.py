@@ -63,7 +63,7 @@ class PhasedBlockStream(IterableDataset):
     streaming dataset is restored from its own `state_dict`, remembered at each batch start.
     """
 
-    REMEMBERED = 64  # batch starts whose stream position is kept for a checkpoint (the loader reads ahead)
+    REMEMBERED = 64  # optimizer steps whose stream position is kept for a checkpoint (the loader reads ahead)
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
                  superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
@@ -164,7 +164,7 @@ class PhasedBlockStream(IterableDataset):
         stream, batch = blocks(), self.batch_size
         for read in itertools.count():  # this worker's rows; the loader takes batches from the workers in turn
             row = self._start_row + ((read // batch) * workers + worker_id) * batch + read % batch
-            if workers == 1 and row % batch == 0:
+            if workers == 1 and row % self.rows_per_step == 0:  # a checkpoint can only fall between steps
                 self._remember_position(row)
             yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows
                                              else 1))
@@ -186,11 +186,12 @@ class PhasedBlockStream(IterableDataset):
             yield from iterator
 
     def _remember_position(self, row: int) -> None:
-        """Keep the stream's position before `row` (the dataset's own `state_dict`), for a checkpoint that may be
-        saved there; the loader reads a few batches ahead, so the last `REMEMBERED` batch starts are kept."""
+        """Keep the stream's position before `row`, the first of an optimizer step (the dataset's own `state_dict`),
+        for a checkpoint that may be saved there; the loader reads a few batches ahead, so the last `REMEMBERED`
+        steps' positions are kept."""
         if hasattr(self.dataset, "state_dict"):
             self._positions[row] = {"epoch": self._epoch, "dataset": copy.deepcopy(self.dataset.state_dict())}
-            self._positions.pop(row - self.REMEMBERED * self.batch_size, None)
+            self._positions.pop(row - self.REMEMBERED * self.rows_per_step, None)
 
     @classmethod
     def for_run(cls, dataset, args, batch_size: int, process_index: int, processes: int) -> "PhasedBlockStream":

@@ -43,11 +43,11 @@ class SaveOnSignal(TrainerCallback):
         """The signal handlers, installed for the `with` block and restored however it ends (an exception
         included: a handler left behind would keep the process, and processes it forks, from being stopped)."""
         self.received, self.stopped_at = None, None
-        if self.signals and threading.current_thread() is not threading.main_thread():
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if self.signals and not in_main_thread:
             logger.warning(f"tst_save_on_signal: training runs outside the main thread, where no signal handler "
                            f"can be installed; {', '.join(s.name for s in self.signals)} will stop the run unsaved.")
-        installed = self.signals if threading.current_thread() is threading.main_thread() else []
-        previous = {signum: signal.signal(signum, self._note) for signum in installed}
+        previous = {signum: signal.signal(signum, self._note) for signum in (self.signals if in_main_thread else [])}
         try:
             yield
         finally:

@@ -117,7 +117,7 @@ def test_lora_without_peft_is_refused_while_parsing(monkeypatch):
 
 # ---- the first hour: a mistake is one line naming the fix; --help shows TST first; the launcher is quiet ----
 
-MISTAKES = {  # the flags after `hf-tst train`, and the line that names the mistake and its fix
+MISTAKES = {  # the flags after `hf-tst train`, and the one line that names the mistake and its fix
     "typo": (["--config", "recipes/configs/tiny.yaml", "--tst_bag_sise", "4"],
              "unknown flag --tst_bag_sise; did you mean --tst_bag_size?"),
     "missing config": (["--config", "recipes/configs/tinyy.yaml"],
@@ -127,8 +127,6 @@ MISTAKES = {  # the flags after `hf-tst train`, and the line that names the mist
     "malformed config": (["--config", "tests/data/not-yaml.yaml"],
                          "--config tests/data/not-yaml.yaml is not valid YAML: expected the node content, but "
                          "found '<stream end>' at line 3, column 1."),
-}
-MORE_MISTAKES = {
     "typo before any other flag": (["--tst_bag_sise", "4"],  # named before the missing model is
                                    "unknown flag --tst_bag_sise; did you mean --tst_bag_size?"),
     "launcher typo": (["--config", "recipes/configs/tiny.yaml", "--num_proceses", "2"],
@@ -152,12 +150,12 @@ MORE_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mistake", [*MISTAKES, *MORE_MISTAKES])
+@pytest.mark.parametrize("mistake", MISTAKES)
 def test_a_mistake_is_one_line_naming_the_fix_before_the_launcher_starts(mistake, monkeypatch, capsys):
     launched = []
     monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
     monkeypatch.chdir(REPO)
-    argv, message = {**MISTAKES, **MORE_MISTAKES}[mistake]
+    argv, message = MISTAKES[mistake]
     assert refusal(["train", *argv], capsys) == f"hf-tst train: error: {message}"
     assert launched == []
 
