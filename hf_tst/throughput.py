@@ -1,5 +1,6 @@
-"""Throughput figures for the training logs: data tokens per second, achieved model TFLOP/s per
-device and MFU (model FLOPs utilisation), per logging window.
+"""Throughput figures for the training logs: seconds per optimizer step, data tokens per second, achieved
+model TFLOP/s per device and MFU (model FLOPs utilisation), per logging window; and on CUDA the device's
+peak allocated memory so far.
 
 Model FLOPs of a training step, per position the model runs on (PaLM's appendix B, as torchtitan,
 nanotron and LitGPT count them), forward and backward (3x the forward's 2 FLOPs per weight):
@@ -89,26 +90,31 @@ class ThroughputMeter:
     for each micro-batch the model runs on, and `end_window` when it logs; evaluation and checkpointing
     between windows are not timed."""
 
-    def __init__(self, model, peak: float | None):
+    def __init__(self, model, peak: float | None, device: torch.device):
         self.model_flops = ModelFlops(model)
         self.peak = peak
-        self.window_start, self.tokens_at_start, self.flops = None, 0, 0.0
+        self.device = device
+        self.window_start, self.tokens_at_start, self.flops, self.steps = None, 0, 0.0, 0
 
     def begin_step(self, tokens_seen: int) -> None:
         if self.window_start is None:
-            self.window_start, self.tokens_at_start, self.flops = time.perf_counter(), tokens_seen, 0.0
+            self.window_start, self.tokens_at_start, self.flops, self.steps = time.perf_counter(), tokens_seen, 0.0, 0
+        self.steps += 1
 
     def add_micro_batch(self, rows: int, positions: int) -> None:
         """A micro-batch of `rows` rows, each run on `positions` positions."""
         self.flops += self.model_flops(rows, positions)
 
     def end_window(self, tokens_seen: int | None) -> dict[str, float]:
-        """`tst_data_tokens_per_second` (all devices; when tokens are tracked), `tst_tflops_per_device` and,
-        with a known peak, `tst_mfu` (a fraction) since `begin_step` opened the window."""
+        """`tst_seconds_per_step`, `tst_data_tokens_per_second` (all devices; when tokens are tracked),
+        `tst_tflops_per_device` and, with a known peak, `tst_mfu` (a fraction) since `begin_step` opened the
+        window; on CUDA `tst_peak_memory_gib`, the most this process has allocated on its device so far."""
         if self.window_start is None:
             return {}
         seconds = max(time.perf_counter() - self.window_start, 1e-9)
-        figures = {"tst_tflops_per_device": self.flops / seconds / 1e12}
+        figures = {"tst_seconds_per_step": seconds / self.steps, "tst_tflops_per_device": self.flops / seconds / 1e12}
+        if self.device.type == "cuda":
+            figures["tst_peak_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
         if self.peak:
             figures["tst_mfu"] = figures["tst_tflops_per_device"] / self.peak
         if tokens_seen is not None:

@@ -112,7 +112,8 @@ class TSTTrainer(Trainer):
                                      superposition_steps=self.args.superposition_steps, any_process=self._any_process)
         self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
                                          reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
-        self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device))
+        self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device),
+                                           self.args.device)
         with self._preemption.handlers():
             output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
         try:
@@ -298,8 +299,9 @@ class TSTTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Training logs also carry numbers that trackers plot: `tst_bag_size` (s in superposition, 1 in
         recovery and in plain runs), `mce_loss` (the superposition phase's loss), the throughput figures
-        of `hf_tst.throughput` (`tst_data_tokens_per_second`, `tst_tflops_per_device`, `tst_mfu`) and the
-        switch figures of `hf_tst.switch` once measured; and `tst_phase`, a string for the console.
+        of `hf_tst.throughput` (`tst_seconds_per_step`, `tst_data_tokens_per_second`, `tst_tflops_per_device`,
+        `tst_mfu`, on CUDA `tst_peak_memory_gib`) and the switch figures of `hf_tst.switch` once measured;
+        and `tst_phase`, a string for the console.
         `epoch` counts passes over the data (Trainer, which sees an endless stream, would count steps)."""
         if self._block_stream is not None and self._block_stream.is_map_style:
             self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())

@@ -65,3 +65,18 @@ def test_fused_head_of_a_llama_in_bf16_autocast_matches_its_logits():
             model(input_ids=ids)
     loss = fused.result()  # outside autocast, as the trainer calls it
     torch.testing.assert_close(loss, expected, rtol=2e-3, atol=1e-2)
+
+
+def test_logged_peak_memory_covers_what_the_window_allocated():
+    """`tst_peak_memory_gib` against a tensor of known size allocated in the window, and against the allocator."""
+    from hf_tst.throughput import ThroughputMeter
+
+    device = torch.device("cuda")
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=64)).to(device)
+    meter = ThroughputMeter(model, peak=None, device=device)
+    meter.begin_step(tokens_seen=0)
+    block = torch.empty(2**28, dtype=torch.uint8, device=device)  # 0.25 GiB
+    figures = meter.end_window(tokens_seen=None)
+    assert figures["tst_peak_memory_gib"] >= block.numel() / 2**30
+    assert figures["tst_peak_memory_gib"] == torch.cuda.max_memory_allocated(device) / 2**30

@@ -2,6 +2,7 @@
 as an independent FLOP counter counts them."""
 
 import glob
+import time
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from transformers import (
     OPTForCausalLM,
     Qwen3MoeConfig,
     Qwen3MoeForCausalLM,
+    TrainerCallback,
 )
 
 from hf_tst import TSTTrainer
@@ -38,11 +40,34 @@ def test_tensorboard_event_file_holds_the_tst_scalars(make_config, tmp_path):
     scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
     assert [step for step, _ in scalars["train/mce_loss"]] == [1, 2, 3]  # the superposition phase's loss
     assert scalars["train/tst_bag_size"] == [(1, 4), (2, 4), (3, 4), (4, 1), (5, 1), (6, 1)]
-    for name in ("tst_data_tokens_per_second", "tst_tflops_per_device", "tst_mfu"):
+    for name in ("tst_seconds_per_step", "tst_data_tokens_per_second", "tst_tflops_per_device", "tst_mfu"):
         assert [step for step, _ in scalars[f"train/{name}"]] == [1, 2, 3, 4, 5, 6]
         assert all(value > 0 for _, value in scalars[f"train/{name}"])
     for (_, tflops), (_, mfu) in zip(scalars["train/tst_tflops_per_device"], scalars["train/tst_mfu"], strict=True):
         assert mfu == pytest.approx(tflops / 0.001, rel=1e-5)
+
+
+def test_seconds_per_step_is_the_logging_windows_wall_time_over_its_steps(make_config):
+    """Against the wall clock between logs: each window of 3 steps, each slowed by 50 ms, logs at least
+    50 ms a step and at most the time since the previous log over 3 (evaluation and saving fall outside)."""
+    log_times = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            time.sleep(0.05)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if "tst_seconds_per_step" in logs:
+                log_times.append((time.perf_counter(), logs["tst_seconds_per_step"]))
+
+    trainer = TSTTrainer(model=tiny_llama(), args=make_config(max_steps=9, tst_bag_size=4, tst_ratio=1 / 3,
+                                                              logging_steps=3),
+                         train_dataset=packed_dataset(64, 16, 97), callbacks=[Clock()])
+    started = time.perf_counter()
+    trainer.train()
+    assert len(log_times) == 3
+    for (previous, _), (now, seconds_per_step) in zip([(started, None), *log_times[:-1]], log_times, strict=True):
+        assert 0.05 <= seconds_per_step <= (now - previous) / 3
 
 
 TINY = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
