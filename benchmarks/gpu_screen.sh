@@ -1,78 +1,87 @@
 #!/usr/bin/env bash
-# The 100M GPU screen: does TST beat its baseline at the smallest scale where it has been reported to?
-# One command on one GPU: a baseline and TST (s=6, r=0.3) of the same ~100M-parameter Llama, same recipe
-# (recipes/configs/screen-100m.yaml: bf16, AdamW, warmup-stable-decay), same steps, run as two concurrent
-# processes; then a report (both final held-out losses, the difference in nats, the curves, the epochs each
-# read, wall time, the hardware line), then benchmarks/run_cuda.sh with the time left of the session.
+# The GPU screen: does TST beat its baseline at the shape of the smallest positive result below the paper's 270M
+# (a ~100M replication: 12 layers, width 512, context 2,048, 3,000 steps, s=6 with 900 superposition steps)?
+# One device command of at most SCREEN_SECONDS (540) wall from a bare machine, everything included:
+#   1. preflight (device_env.sh): the carried wheels installed, every import and version checked, the GPU, torch,
+#      CUDA, bf16 and flash attention reported; then 20 steps of both runs at full size as the screen runs them
+#      (bf16, dataloader workers, concurrently): step time, peak memory and MFU of each phase;
+#   2. the step count that the measured speed fits in the time left, at most the replication's 3,000, with warm-up,
+#      decay and evaluations placed by it, the same for both runs (screen_plan.py: the arithmetic);
+#   3. baseline and TST s=6, r=0.3 (recipes/configs/screen.yaml) as two concurrent processes on the one GPU;
+#   4. the report (screen_report.py): both held-out losses and their difference in nats, each run's regime beside
+#      the published ones, the preflight's figures, the curves, the wall time and the hardware line.
+# What comes back lands in $OUT when it is set (7 files: report, curves, this script's log, each run's log and
+# trainer_state.json), else in benchmarks/results/ (--dry-run: outputs/screen-dry-run/), named screen-<gpu>*.
 #
-# Sizing (H200, 989 dense bf16 TFLOP/s):
-#   model     12 layers x width 768 (12 heads of 64, MLP 2,048), untied 8,192-token embeddings: 97.5M parameters,
-#             N = 91.2M matmul weights (the head included, the input table not)
-#   step      B = 16 rows x L = 1,024 positions = 16,384 positions; 6 N + 12 layers heads 64 L per position:
-#             8.97e12 + 1.86e12 = 1.08e13 FLOPs; TST's superposition steps run the same positions on 6x the data
-#   steps     2,500 per run (750 superposition steps for TST); both runs 5.4e16 FLOPs
-#   time      at an assumed 20% MFU for the two processes together (a small model: launch-bound; two processes
-#             fill the GPU better than one): 5.4e16 / 198e12 = 273 s, plus ~90 s of start, data and evaluation
-#   data      the study corpus (benchmarks/study_corpus.py, 27.7M tokens) as uint16 Parquet blocks (25.1 MiB,
-#             under the 64 MiB a device run carries): the baseline reads 41M tokens (1.5 epochs), TST 102M
-#             (750 x 6 + 1,750 steps x 16,384: 3.7 epochs), both under 4
-#
-#   bash benchmarks/gpu_screen.sh             # the screen; needs outputs/screen-data (or outputs/study-corpus)
-#   bash benchmarks/gpu_screen.sh --dry-run   # the same script end to end at toy size on CPU (< 2 minutes)
-#
-# Before a device session, here: build the study corpus and its blocks, then carry outputs/screen-data:
-#   python benchmarks/study_corpus.py && python benchmarks/screen_data.py --train outputs/study-corpus/train.jsonl \
-#       --validation outputs/study-corpus/validation.jsonl --out_dir outputs/screen-data
+#   bash benchmarks/device_prepare.sh         # here, once: the study corpus's blocks and the wheels that travel
+#   bash benchmarks/gpu_screen.sh             # on the device (benchmarks/README.md gives the exact call)
+#   bash benchmarks/gpu_screen.sh --dry-run   # the same path at toy size on CPU: bf16 autocast, 2 workers (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-SESSION_SECONDS=${SESSION_SECONDS:-840}  # the device time this command may use in all (15 minutes, less a margin)
 start=$SECONDS
-
 if [ "${1:-}" = "--dry-run" ]; then
-    out=outputs/screen-dry-run data=$out/data hardware="CPU dry run ($(nproc) cores), toy size"
-    rm -rf "$out"
-    python benchmarks/screen_data.py --train recipes/data/python-docs/train.jsonl.gz \
-        --validation recipes/data/python-docs/validation.jsonl.gz --block_size 64 --shards 2 \
-        --max_validation_blocks 32 --out_dir "$data"
+    budget=${SCREEN_SECONDS:-300} min_steps=20 work=outputs/screen-dry-run name=screen-dry-run
+    data=$work/data results=${OUT:-$work}
     size=(--config_overrides hidden_size=64,intermediate_size=128,num_hidden_layers=2,num_attention_heads=4,num_key_value_heads=4,head_dim=16
-          --block_size 64 --per_device_train_batch_size 8 --max_steps 60 --warmup_steps 6
-          --lr_scheduler_kwargs '{"num_decay_steps": 6, "decay_type": "linear"}' --eval_steps 20 --max_eval_blocks 32
-          --logging_steps 10 --bf16 false --use_cpu true --dataloader_num_workers 0)
-    report=$out/report.md
+          --block_size 64 --per_device_train_batch_size 8 --max_steps 60 --warmup_steps 6 --eval_steps 20
+          --lr_scheduler_kwargs '{"num_decay_steps": 6, "decay_type": "linear"}' --max_eval_blocks 32
+          --logging_steps 10 --use_cpu true)
 else
-    out=outputs/screen data=outputs/screen-data
-    hardware="$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-    if [ ! -f "$data/manifest.json" ]; then
-        [ -f outputs/study-corpus/train.jsonl ] || { echo "no $data: build it first (see this script's header)"; exit 2; }
-        python benchmarks/screen_data.py --train outputs/study-corpus/train.jsonl \
-            --validation outputs/study-corpus/validation.jsonl --out_dir "$data"
-    fi
-    size=()
-    gpu=$(echo "$hardware" | awk '{print tolower($NF)}')
-    report=benchmarks/results/screen-100m-$gpu.md
+    budget=${SCREEN_SECONDS:-540} min_steps=300 work=outputs/screen data=outputs/screen-data
+    results=${OUT:-benchmarks/results} size=()
+    gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | awk '{print tolower($NF)}') || true
+    [ -n "$gpu" ] || { echo "gpu_screen.sh: no GPU here (nvidia-smi lists none); --dry-run runs on CPU"; exit 2; }
+    [ -f "$data/manifest.json" ] || { echo "gpu_screen.sh: no $data; build it here with bash benchmarks/device_prepare.sh and carry it"; exit 2; }
+    name=screen-$gpu
 fi
-hardware="$hardware; torch $(python -c 'import torch; print(torch.__version__)'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -I)"
-files=(--train_files "$data/train-*.parquet" --validation_files "$data/validation.parquet")
+rm -rf "$work/preflight-"* "$work/baseline"* "$work/tst"*
+mkdir -p "$work" "$results"
+DEVICE_LOG="$results/$name.log" . benchmarks/device_env.sh
+echo "$HARDWARE"
+if [ -n "${size[*]}" ]; then  # the dry run's data: the embedded corpus at toy size
+    python3 benchmarks/screen_data.py --train recipes/data/python-docs/train.jsonl.gz \
+        --validation recipes/data/python-docs/validation.jsonl.gz --block_size 64 --shards 2 \
+        --max_validation_blocks 32 --out_dir "$data" > "$work/data.log" 2>&1 || { cat "$work/data.log"; exit 1; }
+fi
+run=(--config recipes/configs/screen.yaml --train_files "$data/train-*.parquet" --validation_files
+     "$data/validation.parquet" "${size[@]}")
 
-train() {  # RUN_NAME [flags]: one run of the screen's recipe, in the background
-    local name=$1; shift
-    mkdir -p "$out/$name"
-    python recipes/train.py --config recipes/configs/screen-100m.yaml "${files[@]}" "${size[@]}" \
-        --output_dir "$out/$name" "$@" > "$out/$name.log" 2>&1 &
+keep() {  # each run's log and trainer state, beside the report
+    for run_name in baseline tst; do
+        cp "$work/$run_name.log" "$results/$name-$run_name.log" 2>/dev/null || true
+        cp "$work/$run_name/trainer_state.json" "$results/$name-$run_name-trainer_state.json" 2>/dev/null || true
+    done
 }
-train_start=$SECONDS
-train baseline --tst_ratio 0
-train tst
-status=0
-wait -n || status=1
-wait -n || status=1
-[ $status = 0 ] || { tail -20 "$out"/*.log; echo "a screen run failed"; exit 1; }
-python benchmarks/screen_report.py --runs "$out/baseline" "$out/tst" --manifest "$data/manifest.json" \
-    --hardware "$hardware" --seconds $((SECONDS - train_start)) --output "$report"
-echo "screen: $((SECONDS - start)) s"
+both() {  # PREFIX TST_RATIO [flags]: baseline and TST, two concurrent processes; a failure stops the screen
+    local prefix=$1 ratio=$2 status=0 pids=(); shift 2
+    python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}baseline" --tst_ratio 0 "$@" \
+        > "$work/${prefix}baseline.log" 2>&1 & pids+=($!)
+    python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}tst" ${ratio:+--tst_ratio "$ratio"} "$@" \
+        > "$work/${prefix}tst.log" 2>&1 & pids+=($!)
+    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+    if [ $status != 0 ]; then
+        tail -n 15 "$work/${prefix}baseline.log" "$work/${prefix}tst.log"
+        keep
+        echo "gpu_screen.sh: a ${prefix}run failed (its log's end above); stopped after $((SECONDS - start)) s"
+        exit 1
+    fi
+}
 
-if [ "${1:-}" != "--dry-run" ]; then  # the rest of the device checklist, with the time that is left
-    RUN_CUDA_DEADLINE=$((SESSION_SECONDS - (SECONDS - start))) bash benchmarks/run_cuda.sh || status=1
-fi
-exit $status
+echo "== preflight: 20 steps of each run at full size, concurrently (TST: 8 superposition, 12 recovery)"
+preflight_start=$SECONDS
+both preflight- 0.4 --max_steps 20 --logging_steps 4 --eval_strategy no --warmup_steps 2 \
+    --lr_scheduler_kwargs '{"num_decay_steps": 2, "decay_type": "linear"}'
+python3 benchmarks/screen_plan.py --preflight "$work/preflight-baseline" "$work/preflight-tst" \
+    --wall $((SECONDS - preflight_start)) --seconds_left $((budget - (SECONDS - start))) --min_steps $min_steps \
+    --args_out "$work/plan.args" --json_out "$work/plan.json" -- "${run[@]}" --output_dir "$work/tst"
+mapfile -t plan < "$work/plan.args"
+
+echo "== the screen: baseline and TST, concurrently ($((SECONDS - start)) s in)"
+train_start=$SECONDS
+both "" "" "${plan[@]}"
+train_seconds=$((SECONDS - train_start))
+keep
+python3 benchmarks/screen_report.py --runs "$work/baseline" "$work/tst" --manifest "$data/manifest.json" \
+    --plan "$work/plan.json" --hardware "$HARDWARE" --seconds "$train_seconds" --wall $((SECONDS - start)) \
+    --output "$results/$name.md"
+echo "gpu_screen.sh: done in $((SECONDS - start)) s of $budget; the report and its files are in $results"

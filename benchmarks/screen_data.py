@@ -29,9 +29,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train", required=True, help="JSON lines file(s) of training text")
     parser.add_argument("--validation", required=True, help="JSON lines file(s) of held-out text")
-    parser.add_argument("--block_size", type=int, default=1024)
+    parser.add_argument("--block_size", type=int, default=2048)
     parser.add_argument("--shards", type=int, default=4, help="training Parquet files")
-    parser.add_argument("--max_validation_blocks", type=int, default=512)
+    parser.add_argument("--max_validation_blocks", type=int, default=256)
     parser.add_argument("--out_dir", default="outputs/screen-data")
     return parser.parse_args()
 
