@@ -14,16 +14,17 @@ trap 'rm -rf "$scratch"' EXIT
 # build and numpy the registry's (the image's 2.5.2 is not on it).
 torch=${TORCH:-torch==2.13.0}
 image=$(bash benchmarks/device_wheels.sh "$scratch/wheels" "$python_version" --image_requirements |
-        sed -e "s/^torch==.*/$torch/" -e 's/^numpy==.*/numpy/' | tr '\n' ' ')
-venv=${XDG_CACHE_HOME:-$HOME/.cache}/hf_tst/device-image-$(echo "$image $python_version" | sha256sum | cut -c1-12)
+        sed -e '/^torch==/d' -e 's/^numpy==.*/numpy/' | tr '\n' ' ')
+venv=${XDG_CACHE_HOME:-$HOME/.cache}/hf_tst/device-image-$(echo "$torch $image $python_version" | sha256sum | cut -c1-12)
 if [ ! -f "$venv/.complete" ]; then
     rm -rf "$venv"
     python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$torch" ${TORCH_INDEX:+--index-url "$TORCH_INDEX"}  # the Makefile's torch
     # shellcheck disable=SC2086 # one requirement a word
     "$venv/bin/pip" install -q $image
     touch "$venv/.complete"
 fi
-if "$venv/bin/python" -c 'import datasets' 2> /dev/null || "$venv/bin/python" -c 'import hf_tst' 2> /dev/null; then
+if (cd / && "$venv/bin/python" -c 'import datasets' 2> /dev/null || "$venv/bin/python" -c 'import hf_tst' 2> /dev/null); then
     echo "device_path.sh: $venv holds datasets or hf_tst, which the device image does not"; exit 1
 fi
 bash benchmarks/device_wheels.sh "$scratch/wheels" "$python_version"
@@ -32,6 +33,6 @@ OUT="$scratch/out" DEVICE_WHEELS="$scratch/wheels" DEVICE_SITE="$scratch/site" P
 report="$scratch/out/screen-dry-run.md"
 [ "$(grep -cE '^\| (baseline|tst) \| [0-9]+\.[0-9]{4} \|' "$report")" = 2 ] || { cat "$report"; exit 1; }
 returned=$(find "$scratch/out" -type f | wc -l)
-[ "$returned" -le 8 ] && [ -z "$(find "$scratch/out" -mindepth 2)" ] || { ls -R "$scratch/out"; exit 1; }
+if [ "$returned" -gt 8 ] || [ -n "$(find "$scratch/out" -mindepth 2)" ]; then ls -R "$scratch/out"; exit 1; fi
 grep -E '^\*\*TST|^steps = ' "$report"
 echo "device path: the dry run's report came back under \$OUT ($returned files) in a venv like the device image"

@@ -16,6 +16,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONPA
 wheels=${DEVICE_WHEELS:-$repo/.whl}
 if compgen -G "$wheels/*.whl" > /dev/null; then
     site=${DEVICE_SITE:-/tmp/hf-tst-site}
+    rm -rf "$site"  # a warm machine's earlier install would leave other versions' metadata beside these
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
         "$wheels"/*.whl || { echo "preflight: the wheels in $wheels did not install (above)"; exit 1; }
     export PYTHONPATH="$repo:$site${PYTHONPATH#"$repo"}"

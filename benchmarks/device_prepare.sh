@@ -17,7 +17,9 @@ if [ ! -f outputs/study-corpus/train.jsonl ]; then
     $python benchmarks/study_corpus.py
 fi
 block_size=$(grep -E '^block_size:' recipes/configs/screen.yaml | awk '{print $2}')
-if ! grep -q "\"block_size\": $block_size," outputs/screen-data/manifest.json 2> /dev/null; then
+built=$($python -c 'import json; print(json.load(open("outputs/screen-data/manifest.json"))["block_size"])' \
+    2> /dev/null || true)
+if [ "$built" != "$block_size" ]; then
     rm -rf outputs/screen-data
     $python benchmarks/screen_data.py --train outputs/study-corpus/train.jsonl \
         --validation outputs/study-corpus/validation.jsonl --block_size "$block_size" --out_dir outputs/screen-data

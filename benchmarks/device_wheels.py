@@ -6,10 +6,10 @@ so what it lacks travels as wheels. Which ones: walk the requirements of hf_tst'
 installed in this environment (the one CI tests, `make test`'s .venv), along with every requirement of its
 own that the image does not meet, markers evaluated for the image's Python on x86-64 Linux. The image also
 "does not meet" a requirement with a version older than the one CI tests (tokenizers 0.23.2 caps
-huggingface_hub below the 2.x that transformers needs; 0.23.3 does not), except torch, whose CUDA build is the
-image's to keep; a newer one it keeps (its compiled packages were built against it). A package the image has at
-an unrecorded version is taken to meet its requirement and listed as unverified: the device's preflight
-(`preflight.py`) checks it there before any compute.
+huggingface_hub below the 2.x that transformers needs; 0.23.3 does not), except torch and numpy, the builds the
+image's compiled packages are built against, which stay as they are. A package the image has at an unrecorded
+version is taken to meet its requirement and listed as unverified: the device's preflight (`preflight.py`)
+reports it there before any compute, and its training steps show whether it works.
 
     bash benchmarks/device_wheels.sh .whl [3.12]      # this script, under .venv's Python
 
@@ -32,7 +32,7 @@ from packaging.version import Version
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCHMARKS)
 SCREEN_EXTRAS = ("plots",)  # the screen's report draws its curves
-IMAGE_KEEPS = {"torch"}  # the image's CUDA build, whatever CI's CPU build is
+IMAGE_KEEPS = {"torch", "numpy"}  # the image's builds, which its compiled packages are built against
 # pip matches platform tags exactly: every glibc a manylinux wheel may name, up to the image's (2.39).
 PLATFORMS = ["manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
              *(f"manylinux_2_{glibc}_x86_64" for glibc in range(5, 40)), "linux_x86_64"]
@@ -74,52 +74,74 @@ def marker_environment(python_version: str) -> dict[str, str]:
             "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 
 
+def applies(requirement: Requirement, environment: dict, extras: set[str]) -> bool:
+    """Whether `requirement`'s marker holds in `environment` (marker variables that override this interpreter's)
+    when `extras` are asked of the distribution that states it."""
+    return requirement.marker is None or any(
+        requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras | {""})
+
+
 def dependencies(name: str, extras: set[str], environment: dict) -> list[Requirement]:
-    """The installed distribution `name`'s own requirements that apply in `environment` (marker variables that
-    override this interpreter's) when `extras` are asked of it."""
+    """The installed distribution `name`'s own requirements that apply in `environment` with `extras`."""
     requirements = [Requirement(text) for text in metadata.requires(name) or []]
-    return [requirement for requirement in requirements if requirement.marker is None or any(
-        requirement.marker.evaluate({**environment, "extra": extra}) for extra in extras | {""})]
+    return [requirement for requirement in requirements if applies(requirement, environment, extras)]
 
 
-def tested_version(name: str, default: Version) -> Version:
-    """The version of `name` installed here (the one CI tests), `default` where none is."""
+def tested_version(name: str, requirement: Requirement, needed_by: str) -> str:
+    """The version of `name` installed here, the one CI tests, which must meet `requirement`."""
     try:
-        return Version(metadata.version(name))
+        version = metadata.version(name)
     except metadata.PackageNotFoundError:
-        return default
+        sys.exit(f"device_wheels: {needed_by} needs {requirement} on the image, which lacks it, and this "
+                 f"environment ({sys.prefix}) has no {name} to take the version from; run it under the "
+                 "environment CI tests (make test builds .venv).")
+    if not requirement.specifier.contains(version, prereleases=True):
+        sys.exit(f"device_wheels: {needed_by} needs {requirement}, but this environment has {name} {version}; "
+                 "rebuild it (make test) before carrying wheels from it.")
+    return version
+
+
+def image_meets(name: str, version: Version, requirement: Requirement, needed_by: str) -> bool:
+    """Whether the image's `version` of `name` serves: it meets `requirement` and is not older than the version
+    CI tests; a package of `IMAGE_KEEPS` serves if it meets it, and stops the walk if it does not."""
+    meets = requirement.specifier.contains(version, prereleases=True)
+    if name in IMAGE_KEEPS:
+        if not meets:
+            sys.exit(f"device_wheels: {needed_by} needs {requirement}, but the image holds {name} {version}, which "
+                     "is the image's own build and is not carried; the screen needs an image with a newer one.")
+        return True
+    try:
+        return meets and not version < Version(metadata.version(name))
+    except metadata.PackageNotFoundError:
+        return meets
 
 
 def wheels_to_carry(image: dict, environment: dict) -> tuple[dict[str, str], dict[str, set[str]], set[str]]:
     """(name -> version to carry, name -> the specifiers taken as met by the image's unrecorded version, the
     image's packages that the walk met)."""
-    carry, unverified, met = {}, {}, set()
-    pending = [(requirement, "hf_tst") for requirement in root_requirements()]
+    carry, unverified, met, walked = {}, {}, set(), {}
+    pending = [(requirement, "hf_tst") for requirement in root_requirements() if applies(requirement, environment,
+                                                                                        set())]
     while pending:
         requirement, needed_by = pending.pop()
         name = canonicalize_name(requirement.name)
-        if name in carry:
-            continue
-        if name in image:
-            met.add(name)
-            if image[name] is None:
-                unverified.setdefault(name, set()).update(str(spec) for spec in requirement.specifier)
-                continue
-            if requirement.specifier.contains(image[name], prereleases=True) and (
-                    name in IMAGE_KEEPS or not image[name] < tested_version(name, image[name])):
-                continue
-        try:
-            version = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            sys.exit(f"device_wheels: {needed_by} needs {requirement} on the image, which lacks it, and this "
-                     f"environment ({sys.prefix}) has no {name} to take the version from; run it under the "
-                     "environment CI tests (make test builds .venv).")
-        if not requirement.specifier.contains(version, prereleases=True):
-            sys.exit(f"device_wheels: {needed_by} needs {requirement}, but this environment has {name} {version}; "
-                     "rebuild it (make test) before carrying wheels from it.")
-        carry[name] = version
-        pending += [(dependency, f"{name} {version}")
-                    for dependency in dependencies(name, set(requirement.extras), environment)]
+        if name not in carry:
+            if name in image:
+                met.add(name)
+                if image[name] is None:
+                    unverified.setdefault(name, set()).update(str(spec) for spec in requirement.specifier)
+                    continue
+                if image_meets(name, image[name], requirement, needed_by):
+                    continue
+            carry[name] = tested_version(name, requirement, needed_by)
+        elif not requirement.specifier.contains(carry[name], prereleases=True):
+            sys.exit(f"device_wheels: {needed_by} needs {requirement}, but {name} {carry[name]} is carried for "
+                     "another package; this environment's versions disagree: rebuild it (make test).")
+        extras = set(requirement.extras)
+        if name not in walked or not extras <= walked[name]:  # its own requirements, once per set of extras
+            walked[name] = walked.get(name, set()) | extras
+            pending += [(dependency, f"{name} {carry[name]}")
+                        for dependency in dependencies(name, walked[name], environment)]
     return carry, unverified, met
 
 

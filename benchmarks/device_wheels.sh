@@ -4,6 +4,6 @@
 #   bash benchmarks/device_wheels.sh DIR [PYTHON_VERSION]      # DIR: .whl (ignored by git); default Python 3.12
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-python=${PYTHON:-$repo/.venv/bin/python}
+python=${DEVICE_WHEELS_PYTHON:-$repo/.venv/bin/python}
 [ -x "$python" ] || { echo "device_wheels.sh: no $python; run make test first (it builds .venv with the versions CI tests)" >&2; exit 2; }
 exec "$python" "$repo/benchmarks/device_wheels.py" "$@"

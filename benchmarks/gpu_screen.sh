@@ -46,41 +46,39 @@ fi
 run=(--config recipes/configs/screen.yaml --train_files "$data/train-*.parquet" --validation_files
      "$data/validation.parquet" "${size[@]}")
 
-keep() {  # each run's log and trainer state, beside the report
-    for run_name in baseline tst; do
-        cp "$work/$run_name.log" "$results/$name-$run_name.log" 2>/dev/null || true
-        cp "$work/$run_name/trainer_state.json" "$results/$name-$run_name-trainer_state.json" 2>/dev/null || true
-    done
-}
-both() {  # PREFIX TST_RATIO [flags]: baseline and TST, two concurrent processes; a failure stops the screen
-    local prefix=$1 ratio=$2 status=0 pids=(); shift 2
-    python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}baseline" --tst_ratio 0 "$@" \
-        > "$work/${prefix}baseline.log" 2>&1 & pids+=($!)
-    python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}tst" ${ratio:+--tst_ratio "$ratio"} "$@" \
-        > "$work/${prefix}tst.log" 2>&1 & pids+=($!)
-    for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-    if [ $status != 0 ]; then
-        tail -n 15 "$work/${prefix}baseline.log" "$work/${prefix}tst.log"
-        keep
-        echo "gpu_screen.sh: a ${prefix}run failed (its log's end above); stopped after $((SECONDS - start)) s"
+both() {  # PREFIX LOGS TST_RATIO [flags]: baseline and TST as two concurrent processes, each stopped where the
+    # budget ends (less the report's time) and the other stopped as soon as one fails; a failure stops the screen
+    local prefix=$1 logs=$2 ratio=$3 left=$((budget - (SECONDS - start) - 20)) pids=(); shift 3
+    [ "$left" -gt 0 ] || { echo "gpu_screen.sh: no time left for the ${prefix}runs"; exit 1; }
+    timeout "$left" python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}baseline" --tst_ratio 0 "$@" \
+        > "$logs${prefix}baseline.log" 2>&1 & pids+=($!)
+    timeout "$left" python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}tst" \
+        ${ratio:+--tst_ratio "$ratio"} "$@" > "$logs${prefix}tst.log" 2>&1 & pids+=($!)
+    if ! wait -n "${pids[@]}" || ! wait -n "${pids[@]}"; then
+        kill "${pids[@]}" 2> /dev/null || true; wait "${pids[@]}" 2> /dev/null || true
+        tail -n 15 "$logs${prefix}baseline.log" "$logs${prefix}tst.log"
+        echo "gpu_screen.sh: a ${prefix}run failed or ran past the budget (its log's end above); stopped after" \
+             "$((SECONDS - start)) s"
         exit 1
     fi
 }
 
 echo "== preflight: 20 steps of each run at full size, concurrently (TST: 8 superposition, 12 recovery)"
 preflight_start=$SECONDS
-both preflight- 0.4 --max_steps 20 --logging_steps 4 --eval_strategy no --warmup_steps 2 \
+both preflight- "$work/" 0.4 --max_steps 20 --logging_steps 4 --eval_strategy no --warmup_steps 2 \
     --lr_scheduler_kwargs '{"num_decay_steps": 2, "decay_type": "linear"}'
 python3 benchmarks/screen_plan.py --preflight "$work/preflight-baseline" "$work/preflight-tst" \
-    --wall $((SECONDS - preflight_start)) --seconds_left $((budget - (SECONDS - start))) --min_steps $min_steps \
+    --wall $((SECONDS - preflight_start)) --seconds_left $((budget - (SECONDS - start))) --min_steps "$min_steps" \
     --args_out "$work/plan.args" --json_out "$work/plan.json" -- "${run[@]}" --output_dir "$work/tst"
 mapfile -t plan < "$work/plan.args"
 
 echo "== the screen: baseline and TST, concurrently ($((SECONDS - start)) s in)"
 train_start=$SECONDS
-both "" "" "${plan[@]}"
+both "" "$results/$name-" "" "${plan[@]}"
 train_seconds=$((SECONDS - train_start))
-keep
+for run_name in baseline tst; do
+    cp "$work/$run_name/trainer_state.json" "$results/$name-$run_name-trainer_state.json"
+done
 python3 benchmarks/screen_report.py --runs "$work/baseline" "$work/tst" --manifest "$data/manifest.json" \
     --plan "$work/plan.json" --hardware "$HARDWARE" --seconds "$train_seconds" --wall $((SECONDS - start)) \
     --output "$results/$name.md"

@@ -10,7 +10,8 @@ phase left out as warm-up) and their wall time:
     steps     = min(max_steps, floor(usable / t))
 
 `max_steps` is the run's (the config's, the replication's 3,000); `evaluations` is its count of evaluations
-(max_steps / eval_steps), each timed as the preflight's final one. Warm-up, decay and evaluation interval
+(max_steps / eval_steps, and one at TST's switch), each timed as the preflight's final one; `seconds_left` is
+counted from this script's start, its own imports included. Warm-up, decay and evaluation interval
 keep their fractions of max_steps, the same for both runs. Too few steps for a screen stop it with one line.
 
     python benchmarks/screen_plan.py --preflight B_DIR T_DIR --wall S --seconds_left S --min_steps N \\
@@ -24,10 +25,9 @@ import json
 import math
 import statistics
 import sys
+import time
 
-from hf_tst.ladder import log_history
-from hf_tst.scripts.train import make_parser
-
+STARTED = time.monotonic()  # before hf_tst's imports (in main), whose seconds come out of the time left
 REPORT_SECONDS = 20  # the report and the copies after both runs
 MARGIN = 0.1  # of the time left: the speed measured in a few steps is not the speed of thousands
 
@@ -36,7 +36,8 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preflight", nargs=2, required=True, metavar=("BASELINE", "TST"))
     parser.add_argument("--wall", type=float, required=True, help="wall seconds of the two preflight runs")
-    parser.add_argument("--seconds_left", type=float, required=True, help="of the command's budget, from now")
+    parser.add_argument("--seconds_left", type=float, required=True,
+                        help="of the command's budget when this script starts")
     parser.add_argument("--min_steps", type=int, required=True, help="fewer than this is no screen: stop")
     parser.add_argument("--args_out", required=True)
     parser.add_argument("--json_out", required=True)
@@ -73,6 +74,9 @@ def steady_seconds(*phases: dict) -> float:
 
 
 def main():
+    from hf_tst.ladder import log_history
+    from hf_tst.scripts.train import make_parser
+
     args = parse_args()
     run = make_parser().parse_args_and_config([flag for flag in args.run if flag != "--"])[-1]
     baseline, tst = (log_history(path) for path in args.preflight)
@@ -86,20 +90,21 @@ def main():
     overhead = args.wall - max(steady_seconds(phases["baseline"]),
                                steady_seconds(phases["TST superposition"], phases["TST recovery"]))
     eval_seconds = max(log["eval_runtime"] for history in (baseline, tst) for log in history if "eval_runtime" in log)
-    evaluations = run.max_steps // run.eval_steps
-    usable = (args.seconds_left - REPORT_SECONDS) * (1 - MARGIN) - overhead - evaluations * eval_seconds
+    evaluations = run.max_steps // run.eval_steps + 1  # and one at TST's switch
+    seconds_left = args.seconds_left - (time.monotonic() - STARTED)
+    usable = (seconds_left - REPORT_SECONDS) * (1 - MARGIN) - overhead - evaluations * eval_seconds
     steps = min(run.max_steps, math.floor(usable / step))
-    arithmetic = (f"steps = min({run.max_steps:,}, floor((({args.seconds_left:.0f} s left - {REPORT_SECONDS}) x "
+    arithmetic = (f"steps = min({run.max_steps:,}, floor((({seconds_left:.0f} s left - {REPORT_SECONDS}) x "
                   f"{1 - MARGIN:g} - {overhead:.1f} s overhead - {evaluations} evaluations x {eval_seconds:.1f} s) "
                   f"/ {step:.3f} s per step)) = {steps:,}")
-    print("| run | s/step | peak memory (GiB) | MFU |\n|---|---|---|---|")
+    print("| run | s/step | peak memory so far (GiB) | MFU |\n|---|---|---|---|")
     for name, figures in phases.items():
         memory, mfu = figures["peak_memory_gib"], figures["mfu"]
         print(f"| {name} | {figures['seconds_per_step']:.3f} | {'n/a' if memory is None else f'{memory:.1f}'} | "
               f"{'n/a' if mfu is None else f'{mfu:.1%}'} |")
     print(arithmetic)
     if steps < args.min_steps:
-        sys.exit(f"screen_plan: stopped before the screen: {steps:,} steps fit in the {args.seconds_left:.0f} s "
+        sys.exit(f"screen_plan: stopped before the screen: {steps:,} steps fit in the {seconds_left:.0f} s "
                  f"left ({step:.3f} s per step measured), fewer than the {args.min_steps:,} a screen needs; give "
                  "the command more time (SCREEN_SECONDS) or shrink the model in recipes/configs/screen.yaml.")
     scale = steps / run.max_steps
@@ -112,7 +117,7 @@ def main():
         f.write("".join(f"--{name}\n{value}\n" for name, value in flags.items()))
     with open(args.json_out, "w") as f:
         json.dump({"phases": phases, "seconds_per_step": step, "overhead_seconds": overhead,
-                   "eval_seconds": eval_seconds, "evaluations": evaluations, "seconds_left": args.seconds_left,
+                   "eval_seconds": eval_seconds, "evaluations": evaluations, "seconds_left": seconds_left,
                    "predicted_seconds": overhead + evaluations * eval_seconds + steps * step,
                    "arithmetic": arithmetic, "flags": flags, "config_max_steps": run.max_steps}, f, indent=2)
     print("plan: " + " ".join(f"--{name} {value}" for name, value in flags.items()))

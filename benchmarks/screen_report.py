@@ -104,7 +104,7 @@ def main():
               "stated.", "",
               "## Preflight and sizing", "",
               "Measured in the preflight, both runs concurrent (the first window of each phase left out):", "",
-              "| run | s/step | peak memory (GiB) | MFU |", "|---|---|---|---|"]
+              "| run | s/step | peak memory so far (GiB) | MFU |", "|---|---|---|---|"]
     for name, figures in plan["phases"].items():
         lines.append(f"| {name} | {figures['seconds_per_step']:.3f} | {fmt(figures['peak_memory_gib'], '.1f')} | "
                      f"{fmt(figures['mfu'], '.1%')} |")

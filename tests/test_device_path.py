@@ -1,12 +1,13 @@
 """The GPU screen's device path, in its parts (`.ci/device_path.sh` runs it whole in a venv like the device
 image): which wheels travel, how many steps the measured speed allows, and the model the screen trains."""
 
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 from importlib import metadata
-from importlib.util import find_spec
 
 import pytest
 from packaging.requirements import Requirement
@@ -15,13 +16,13 @@ from packaging.version import Version
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "benchmarks")
-sys.path.insert(0, BENCHMARKS)
-
-from device_wheels import marker_environment, wheels_to_carry  # noqa: E402
+device_wheels = importlib.util.module_from_spec(
+    importlib.util.spec_from_file_location("device_wheels", os.path.join(BENCHMARKS, "device_wheels.py")))
+device_wheels.__spec__.loader.exec_module(device_wheels)
 
 # The wheel set covers the screen's plots extra, so its walk needs it installed here, as CI's .venv has it.
-needs_plots = pytest.mark.skipif(find_spec("matplotlib") is None, reason="needs the plots extra: pip install "
-                                                                         "'hf_tst[plots]'")
+needs_plots = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
+                                 reason="needs the plots extra: pip install 'hf_tst[plots]'")
 
 
 def this_environment() -> dict:
@@ -32,7 +33,7 @@ def this_environment() -> dict:
 
 def carried(image: dict) -> tuple[dict, dict]:
     python = "%d.%d" % sys.version_info[:2]
-    carry, unverified, _ = wheels_to_carry(image, marker_environment(python))
+    carry, unverified, _ = device_wheels.wheels_to_carry(image, device_wheels.marker_environment(python))
     return carry, unverified
 
 
@@ -50,17 +51,25 @@ def test_a_missing_package_travels_alone_when_the_image_meets_its_own_requiremen
 
 
 @needs_plots
-def test_too_old_or_older_than_tested_travels_newer_stays_and_torch_is_the_images():
+def test_too_old_or_older_than_tested_travels_and_the_images_torch_and_numpy_stay():
     image = this_environment()
-    tested = {name: Version(metadata.version(name)) for name in ("transformers", "tokenizers", "numpy")}
+    tested = {name: Version(metadata.version(name)) for name in ("transformers", "tokenizers")}
     image["transformers"] = Version("5.17.0")  # below hf_tst's transformers>=5.19
     image["tokenizers"] = Version(f"{tested['tokenizers'].major}.{tested['tokenizers'].minor}.0")  # meets, older
-    image["numpy"] = Version(f"{tested['numpy'].major + 1}.0.0")  # newer than tested: its compiled users need it
+    image["numpy"] = Version("2.0.0")  # older than tested: the image's compiled packages are built against it
     image["torch"] = Version("2.4.0")  # the image's CUDA build, older than CI's CPU one
     carry, _ = carried(image)
     expected = {"transformers"} | ({"tokenizers"} if image["tokenizers"] < tested["tokenizers"] else set())
     assert set(carry) == expected
     assert carry["transformers"] == str(tested["transformers"])
+
+
+@needs_plots
+def test_an_image_torch_too_old_for_hf_tst_stops_the_walk_naming_it():
+    image = this_environment()
+    image["torch"] = Version("2.0.0")  # hf_tst needs torch>=2.4; the image's CUDA build is never carried
+    with pytest.raises(SystemExit, match="the image holds torch 2.0.0, which is the image's own build"):
+        carried(image)
 
 
 @needs_plots
@@ -82,45 +91,46 @@ def preflight_history(seconds: list[float], bags: list[int], eval_runtime: float
     return [*history, {"step": 4 * len(seconds), "eval_loss": 5.0, "eval_runtime": eval_runtime}]
 
 
-@pytest.mark.parametrize("seconds_left, expected_steps", [(500, 1750), (1000, 3000)])
-def test_the_step_count_is_what_the_measured_speed_fits_in_the_time_left(tmp_path, seconds_left, expected_steps):
-    """Hand-computed: baseline 0.2 s/step (median after the warm-up window); TST 0.3 x 0.25 + 0.7 x 0.2 = 0.215
-    (superposition and recovery medians, each without its first window); at those speeds the preflight's 20 steps
-    take 20 x 0.2 = 4.0 s and 8 x 0.25 + 12 x 0.2 = 4.4 s of its 30 s: 25.6 s overhead; 10 evaluations of 3 s;
-    ((500 - 20) x 0.9 - 25.6 - 30) / 0.215 = 1,750 steps; 1,000 s would fit 3,760, more than the config's 3,000.
-    Warm-up, decay and evaluations keep their tenth of the run."""
-    runs = {"baseline": preflight_history([1.0, 0.2, 0.2, 0.3, 0.2], [1] * 5, 2.0),
-            "tst": preflight_history([1.0, 0.25, 0.5, 0.18, 0.22], [6, 6, 1, 1, 1], 3.0)}
+def plan(tmp_path, runs: dict, seconds_left: float) -> subprocess.CompletedProcess:
+    """screen_plan.py on preflight runs with these log histories, for the screen's config."""
     for name, history in runs.items():
-        os.makedirs(tmp_path / name)
+        os.makedirs(tmp_path / name, exist_ok=True)
         (tmp_path / name / "trainer_state.json").write_text(json.dumps({"log_history": history}))
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, os.path.join(BENCHMARKS, "screen_plan.py"), "--preflight", str(tmp_path / "baseline"),
          str(tmp_path / "tst"), "--wall", "30", "--seconds_left", str(seconds_left), "--min_steps", "300",
          "--args_out", str(tmp_path / "plan.args"), "--json_out", str(tmp_path / "plan.json"), "--",
          "--config", os.path.join(REPO, "recipes/configs/screen.yaml"), "--use_cpu", "true",
          "--output_dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize("seconds_left", [500, 1000])
+def test_the_step_count_is_what_the_measured_speed_fits_in_the_time_left(tmp_path, seconds_left):
+    """Hand-computed: baseline 0.2 s/step (median after the warm-up window); TST 0.3 x 0.25 + 0.7 x 0.2 = 0.215
+    (superposition and recovery medians, each without its first window); at those speeds the preflight's 20 steps
+    take 20 x 0.2 = 4.0 s and 8 x 0.25 + 12 x 0.2 = 4.4 s of its 30 s: 25.6 s overhead; 11 evaluations (10 and
+    TST's switch) of 3 s; with 500 s left, ((500 - 20) x 0.9 - 25.6 - 33) / 0.215 = 1,736 steps, less the
+    planner's own start-up; 1,000 s would fit 3,760, more than the config's 3,000. Warm-up, decay and evaluations
+    keep their tenth of the run."""
+    result = plan(tmp_path, {"baseline": preflight_history([1.0, 0.2, 0.2, 0.3, 0.2], [1] * 5, 2.0),
+                             "tst": preflight_history([1.0, 0.25, 0.5, 0.18, 0.22], [6, 6, 1, 1, 1], 3.0)},
+                  seconds_left)
     assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "plan.json").read_text())
+    assert seconds_left - 60 < figures["seconds_left"] < seconds_left  # its own start-up came off
+    expected = min(3000, math.floor(((figures["seconds_left"] - 20) * 0.9 - 25.6 - 11 * 3.0) / 0.215))
+    assert expected > 1600
     flags = (tmp_path / "plan.args").read_text().split("\n")
-    tenth = round(expected_steps / 10)
-    assert flags[:6] == ["--max_steps", str(expected_steps), "--warmup_steps", str(tenth), "--eval_steps", str(tenth)]
+    tenth = round(expected / 10)
+    assert flags[:6] == ["--max_steps", str(expected), "--warmup_steps", str(tenth), "--eval_steps", str(tenth)]
     assert json.loads(flags[7]) == {"num_decay_steps": tenth, "decay_type": "linear"}
-    plan = json.loads((tmp_path / "plan.json").read_text())
-    assert plan["seconds_per_step"] == pytest.approx(0.215)
-    assert plan["overhead_seconds"] == pytest.approx(25.6)
+    assert figures["seconds_per_step"] == pytest.approx(0.215)
+    assert figures["overhead_seconds"] == pytest.approx(25.6)
 
 
 def test_too_few_steps_for_a_screen_stop_it_with_one_line_naming_the_fix(tmp_path):
-    for name in ("baseline", "tst"):
-        os.makedirs(tmp_path / name)
-        (tmp_path / name / "trainer_state.json").write_text(json.dumps(
-            {"log_history": preflight_history([1.0, 0.2, 0.2], [6, 6, 1], 3.0)}))
-    result = subprocess.run(
-        [sys.executable, os.path.join(BENCHMARKS, "screen_plan.py"), "--preflight", str(tmp_path / "baseline"),
-         str(tmp_path / "tst"), "--wall", "30", "--seconds_left", "100", "--min_steps", "300",
-         "--args_out", str(tmp_path / "plan.args"), "--json_out", str(tmp_path / "plan.json"), "--",
-         "--config", os.path.join(REPO, "recipes/configs/screen.yaml"), "--use_cpu", "true",
-         "--output_dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    history = preflight_history([1.0, 0.2, 0.2], [6, 6, 1], 3.0)
+    result = plan(tmp_path, {"baseline": history, "tst": history}, seconds_left=100)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("screen_plan: stopped before the screen: ")
     assert "SCREEN_SECONDS" in result.stderr
