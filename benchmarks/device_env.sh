@@ -2,10 +2,11 @@
 # Sourced first thing by the device scripts (gpu_screen.sh, run_cuda.sh). A device gets a plain copy of the
 # repository on its own image, so: the repository goes on PYTHONPATH (nothing is installed); the wheels carried in
 # .whl/ (or DEVICE_WHEELS; benchmarks/device_wheels.sh: what the image lacks) are installed the device way, into
-# DEVICE_SITE, which goes on PYTHONPATH after it; then benchmarks/preflight.py checks every import and version and tries bf16 and
-# flash attention. Sets HARDWARE (the line every report carries) and GPU (a short name for file names); a
-# problem stops the calling script with one line. With DEVICE_LOG set, the calling script's output from here on
-# also goes to that file, whole by the time the script exits.
+# DEVICE_SITE, which goes on PYTHONPATH after it; then benchmarks/preflight.py checks every import and version and
+# tries bf16 and flash attention. Sets HARDWARE, the line every report carries (its commit from git, or from the
+# COMMIT file benchmarks/device_prepare.sh leaves beside the wheels: a device copy has no .git); a problem stops the
+# calling script with one line. With DEVICE_LOG set, the calling script's output from here on also goes to that
+# file, whole by the time the script exits.
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 if [ -n "${DEVICE_LOG:-}" ]; then
     exec > >(tee "$DEVICE_LOG") 2>&1
