@@ -172,7 +172,8 @@ def main():
         print(f"{size / 2**20:7.2f} MiB  {wheel}")
     print(f"{total / 2**20:7.2f} MiB  in {len(wheels)} wheels for Python {args.python_version} in {args.dest}")
     bounded = [name + ",".join(sorted(specs)) for name, specs in sorted(unverified.items()) if specs]
-    print("taken as met by the image's unrecorded versions (the preflight checks them): " + ", ".join(bounded))
+    print("taken as met by the image's unrecorded versions (the preflight reports any it finds unmet): "
+          + ", ".join(bounded))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 # (a ~100M replication: 12 layers, width 512, context 2,048, 3,000 steps, s=6 with 900 superposition steps)?
 # One device command of at most SCREEN_SECONDS (540) wall from a bare machine, everything included:
 #   1. preflight (device_env.sh): the carried wheels installed, every import and version checked, the GPU, torch,
-#      CUDA, bf16 and flash attention reported; then 20 steps of both runs at full size as the screen runs them
+#      CUDA, bf16 and flash attention reported; then 32 steps of both runs at full size as the screen runs them
 #      (bf16, dataloader workers, concurrently): step time, peak memory and MFU of each phase;
 #   2. the step count that the measured speed fits in the time left, at most the replication's 3,000, with warm-up,
 #      decay and evaluations placed by it, the same for both runs (screen_plan.py: the arithmetic);
@@ -29,7 +29,7 @@ if [ "${1:-}" = "--dry-run" ]; then
 else
     budget=${SCREEN_SECONDS:-540} min_steps=300 work=outputs/screen data=outputs/screen-data
     results=${OUT:-benchmarks/results} size=()
-    gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | awk '{print tolower($NF)}') || true
+    gpu=$(bash benchmarks/gpu_name.sh)
     [ -n "$gpu" ] || { echo "gpu_screen.sh: no GPU here (nvidia-smi lists none); --dry-run runs on CPU"; exit 2; }
     [ -f "$data/manifest.json" ] || { echo "gpu_screen.sh: no $data; build it here with bash benchmarks/device_prepare.sh and carry it"; exit 2; }
     name=screen-$gpu
@@ -54,7 +54,7 @@ both() {  # PREFIX LOGS TST_RATIO [flags]: baseline and TST as two concurrent pr
         > "$logs${prefix}baseline.log" 2>&1 & pids+=($!)
     timeout "$left" python3 recipes/train.py "${run[@]}" --output_dir "$work/${prefix}tst" \
         ${ratio:+--tst_ratio "$ratio"} "$@" > "$logs${prefix}tst.log" 2>&1 & pids+=($!)
-    if ! wait -n "${pids[@]}" || ! wait -n "${pids[@]}"; then
+    if ! wait -n "${pids[@]}" 2> /dev/null || ! wait -n "${pids[@]}" 2> /dev/null; then
         kill "${pids[@]}" 2> /dev/null || true; wait "${pids[@]}" 2> /dev/null || true
         tail -n 15 "$logs${prefix}baseline.log" "$logs${prefix}tst.log"
         echo "gpu_screen.sh: a ${prefix}run failed or ran past the budget (its log's end above); stopped after" \
@@ -63,9 +63,9 @@ both() {  # PREFIX LOGS TST_RATIO [flags]: baseline and TST as two concurrent pr
     fi
 }
 
-echo "== preflight: 20 steps of each run at full size, concurrently (TST: 8 superposition, 12 recovery)"
+echo "== preflight: 32 steps of each run at full size, concurrently (TST: 12 superposition, 20 recovery)"
 preflight_start=$SECONDS
-both preflight- "$work/" 0.4 --max_steps 20 --logging_steps 4 --eval_strategy no --warmup_steps 2 \
+both preflight- "$work/" 0.375 --max_steps 32 --logging_steps 4 --eval_strategy no --warmup_steps 2 \
     --lr_scheduler_kwargs '{"num_decay_steps": 2, "decay_type": "linear"}'
 python3 benchmarks/screen_plan.py --preflight "$work/preflight-baseline" "$work/preflight-tst" \
     --wall $((SECONDS - preflight_start)) --seconds_left $((budget - (SECONDS - start))) --min_steps "$min_steps" \

@@ -12,7 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 start=$SECONDS budget=${RUN_CUDA_SECONDS:-540} results=${OUT:-benchmarks/results}
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | awk '{print tolower($NF)}')
+gpu=$(bash benchmarks/gpu_name.sh)
 [ -n "$gpu" ] || { echo "run_cuda.sh: no GPU here (nvidia-smi lists none)"; exit 2; }
 mkdir -p "$results"
 DEVICE_LOG="$results/run-cuda-$gpu.log" . benchmarks/device_env.sh
@@ -20,7 +20,7 @@ status=0 skipped=()
 run() {
     local left=$((budget - (SECONDS - start)))
     if [ "$left" -lt 60 ]; then skipped+=("$*"); echo "== skipped (time): $*"; return 1; fi
-    echo "== $*"; timeout $(( left < 240 ? left : 240 )) "$@" || status=1
+    echo "== $*"; timeout $(( left < 240 ? left : 240 )) "$@" || { status=1; return 1; }
 }
 table() { local file="$results/$1"; shift; run "$@" --output "$file" && sed -i "1i <!-- $HARDWARE -->" "$file"; }
 tiny=(--config recipes/configs/tiny.yaml --max_steps 40 --eval_steps 20 --save_strategy no --disable_tqdm true)

@@ -16,6 +16,7 @@ from packaging.version import Version
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "benchmarks")
+pytest.importorskip("tomllib", reason="the device scripts read pyproject.toml with Python 3.11's tomllib")
 device_wheels = importlib.util.module_from_spec(
     importlib.util.spec_from_file_location("device_wheels", os.path.join(BENCHMARKS, "device_wheels.py")))
 device_wheels.__spec__.loader.exec_module(device_wheels)
@@ -84,6 +85,43 @@ def test_a_package_of_unrecorded_version_is_taken_as_met_and_listed_with_what_is
     assert datasets_asks <= unverified["pyarrow"]
 
 
+class FakeEnvironment:
+    """Installed distributions with these versions and requirements, in place of importlib.metadata's."""
+
+    PackageNotFoundError = metadata.PackageNotFoundError
+
+    def __init__(self, versions: dict[str, str], requires: dict[str, list[str]]):
+        self.versions, self.requirements = versions, requires
+
+    def version(self, name):
+        if name not in self.versions:
+            raise metadata.PackageNotFoundError(name)
+        return self.versions[name]
+
+    def requires(self, name):
+        return self.requirements.get(name, [])
+
+
+def walk(monkeypatch, roots: list[str], versions: dict, requires: dict) -> dict:
+    monkeypatch.setattr(device_wheels, "metadata", FakeEnvironment(versions, requires))
+    monkeypatch.setattr(device_wheels, "root_requirements", lambda: [Requirement(text) for text in roots])
+    return device_wheels.wheels_to_carry({}, device_wheels.marker_environment("3.12"))[0]
+
+
+def test_an_extra_asked_after_its_package_is_carried_brings_its_requirements_too(monkeypatch):
+    """`app` asks for `lib` plainly and `plugin` for `lib[fast]` afterwards (the walk takes roots last first):
+    `lib[fast]`'s `speedups` travels as well, and `speedups`'s own requirement with it."""
+    carry = walk(monkeypatch, ["plugin", "app"], {name: "1.0" for name in ("app", "plugin", "lib", "speedups", "rt")},
+                 {"app": ["lib"], "plugin": ["lib[fast]"], "lib": ['speedups; extra == "fast"'], "speedups": ["rt"]})
+    assert set(carry) == {"app", "plugin", "lib", "speedups", "rt"}
+
+
+def test_a_later_requirement_the_carried_version_does_not_meet_stops_the_walk_naming_both(monkeypatch):
+    with pytest.raises(SystemExit, match="old 1.0 needs lib<1, but lib 2.0 is carried"):
+        walk(monkeypatch, ["old", "app"], {"app": "1.0", "old": "1.0", "lib": "2.0"},
+             {"app": ["lib"], "old": ["lib<1"]})
+
+
 def preflight_history(seconds: list[float], bags: list[int], eval_runtime: float) -> list[dict]:
     """Logs every 4 steps, then the final evaluation, as a preflight run writes them."""
     history = [{"step": 4 * (i + 1), "loss": 5.0, "tst_seconds_per_step": s, "tst_bag_size": bag}
@@ -121,7 +159,7 @@ def test_the_step_count_is_what_the_measured_speed_fits_in_the_time_left(tmp_pat
     expected = min(3000, math.floor(((figures["seconds_left"] - 20) * 0.9 - 25.6 - 11 * 3.0) / 0.215))
     assert expected > 1600
     flags = (tmp_path / "plan.args").read_text().split("\n")
-    tenth = round(expected / 10)
+    tenth = round(300 * (expected / 3000))  # the config's 300 of 3,000, scaled as the planner scales it
     assert flags[:6] == ["--max_steps", str(expected), "--warmup_steps", str(tenth), "--eval_steps", str(tenth)]
     assert json.loads(flags[7]) == {"num_decay_steps": tenth, "decay_type": "linear"}
     assert figures["seconds_per_step"] == pytest.approx(0.215)
