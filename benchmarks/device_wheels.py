@@ -116,32 +116,46 @@ def image_meets(name: str, version: Version, requirement: Requirement, needed_by
         return meets
 
 
-def wheels_to_carry(image: dict, environment: dict) -> tuple[dict[str, str], dict[str, set[str]], set[str]]:
-    """(name -> version to carry, name -> the specifiers taken as met by the image's unrecorded version, the
-    image's packages that the walk met)."""
-    carry, unverified, met, walked = {}, {}, set(), {}
-    pending = [(requirement, "hf_tst") for requirement in root_requirements() if applies(requirement, environment,
-                                                                                        set())]
+def walk(environment: dict, follow) -> None:
+    """Visit hf_tst's requirement tree, roots first: `follow(requirement, needed_by)` is called for each
+    requirement met and returns the version of the distribution whose own requirements to visit next (once per
+    set of extras asked of it), or None to stop there."""
+    walked = {}
+    pending = [(requirement, "hf_tst") for requirement in root_requirements()
+               if applies(requirement, environment, set())]
     while pending:
         requirement, needed_by = pending.pop()
-        name = canonicalize_name(requirement.name)
-        if name not in carry:
-            if name in image:
-                met.add(name)
-                if image[name] is None:
-                    unverified.setdefault(name, set()).update(str(spec) for spec in requirement.specifier)
-                    continue
-                if image_meets(name, image[name], requirement, needed_by):
-                    continue
-            carry[name] = tested_version(name, requirement, needed_by)
-        elif not requirement.specifier.contains(carry[name], prereleases=True):
-            sys.exit(f"device_wheels: {needed_by} needs {requirement}, but {name} {carry[name]} is carried for "
-                     "another package; this environment's versions disagree: rebuild it (make test).")
-        extras = set(requirement.extras)
-        if name not in walked or not extras <= walked[name]:  # its own requirements, once per set of extras
+        name, extras = canonicalize_name(requirement.name), set(requirement.extras)
+        version = follow(requirement, needed_by)
+        if version is not None and (name not in walked or not extras <= walked[name]):
             walked[name] = walked.get(name, set()) | extras
-            pending += [(dependency, f"{name} {carry[name]}")
+            pending += [(dependency, f"{name} {version}")
                         for dependency in dependencies(name, walked[name], environment)]
+
+
+def wheels_to_carry(image: dict, environment: dict) -> tuple[dict[str, str], dict[str, set[str]], set[str]]:
+    """(name -> version to carry, name -> the specifiers taken as met by the image's unrecorded version, the
+    image's packages that the walk met). The walk goes on below what is carried and stops at what the image has."""
+    carry, unverified, met = {}, {}, set()
+
+    def follow(requirement: Requirement, needed_by: str) -> str | None:
+        name = canonicalize_name(requirement.name)
+        if name in carry:
+            if not requirement.specifier.contains(carry[name], prereleases=True):
+                sys.exit(f"device_wheels: {needed_by} needs {requirement}, but {name} {carry[name]} is carried for "
+                         "another package; this environment's versions disagree: rebuild it (make test).")
+            return carry[name]
+        if name in image:
+            met.add(name)
+            if image[name] is None:
+                unverified.setdefault(name, set()).update(str(spec) for spec in requirement.specifier)
+                return None
+            if image_meets(name, image[name], requirement, needed_by):
+                return None
+        carry[name] = tested_version(name, requirement, needed_by)
+        return carry[name]
+
+    walk(environment, follow)
     return carry, unverified, met
 
 

@@ -18,7 +18,8 @@ import shlex
 import sys
 from importlib import import_module, metadata
 
-from device_wheels import REPO, dependencies, read_image, root_requirements
+from device_wheels import REPO, read_image, walk
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 IMPORTS = ("torch", "transformers", "accelerate", "datasets", "huggingface_hub", "yaml", "matplotlib.pyplot",
@@ -29,27 +30,23 @@ def requirement_problems() -> tuple[list[str], list[str], list[str], dict[str, s
     """(one line per root requirement: name, version, specifier; one line per root requirement not met; one line
     per deeper requirement not met; the version of every package met on the way). torch's own requirements are
     not followed: a CUDA build pins the CUDA libraries of its image, and `hardware()` runs it."""
-    found, problems, warnings, seen, versions = [], [], [], set(), {}
-    pending = [(requirement, "hf_tst") for requirement in root_requirements()]
-    while pending:
-        requirement, needed_by = pending.pop()
+    found, problems, warnings, versions = [], [], [], {}
+
+    def follow(requirement: Requirement, needed_by: str) -> str | None:
         name = canonicalize_name(requirement.name)
+        failures = problems if needed_by == "hf_tst" else warnings
         try:
-            version = metadata.version(name)
+            version = versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            (problems if needed_by == "hf_tst" else warnings).append(f"{needed_by} needs {requirement}, which is "
-                                                                      "not installed")
-            continue
-        versions[name] = version
+            failures.append(f"{needed_by} needs {requirement}, which is not installed")
+            return None
         if needed_by == "hf_tst":
             found.append(f"{name} {version} ({requirement.specifier or 'any'})")
         if not requirement.specifier.contains(version, prereleases=True):
-            (problems if needed_by == "hf_tst" else warnings).append(f"{needed_by} needs {requirement}, but "
-                                                                      f"{name} {version} is installed")
-        if name != "torch" and (name, frozenset(requirement.extras)) not in seen:
-            seen.add((name, frozenset(requirement.extras)))
-            pending += [(dependency, f"{name} {version}")
-                        for dependency in dependencies(name, set(requirement.extras), environment={})]
+            failures.append(f"{needed_by} needs {requirement}, but {name} {version} is installed")
+        return None if name == "torch" else version
+
+    walk({}, follow)
     return found, problems, warnings, versions
 
 
