@@ -55,7 +55,7 @@ def main():
 
     def tst(superposition: bool):
         rows = iter(PhasedBlockStream(dataset, bag_size=s, blocks_per_bagged_row=s, batch_size=B, seed=0,
-                                      superposition_rows=blocks if superposition else 0))
+                                      superposition_steps=blocks if superposition else 0))
         return lambda: collator([next(rows) for _ in range(B)])
 
     variants = {"plain Trainer": (plain(), B * L), "TST recovery": (tst(False), B * L),

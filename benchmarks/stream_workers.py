@@ -60,7 +60,7 @@ def tokens_per_second(files: list[str], tokenizer, args, workers: int, step_seco
     stream = datasets.load_dataset("json", data_files=files, split="train", streaming=True)
     blocks = pack_text_dataset(stream, tokenizer, args.block_size)
     rows = PhasedBlockStream(blocks, bag_size=args.bag_size, blocks_per_bagged_row=args.bag_size,
-                             superposition_rows=10**9, batch_size=args.batch_size, seed=0)
+                             superposition_steps=10**9, batch_size=args.batch_size, seed=0)
     loader = DataLoader(rows, batch_size=args.batch_size, collate_fn=TSTDataCollator(), num_workers=workers)
     batches = iter(loader)
     for _ in range(2):  # warm-up: worker start, first shards opened

@@ -22,6 +22,20 @@ def check_before_training(model, args: TSTConfig, train_dataset, processing_clas
         raise ValueError(f"{launched} processes were launched (WORLD_SIZE={launched}) but the training arguments are "
                          "not distributed, so each process would train alone on all the data into one output_dir; "
                          "on a machine without GPUs pass use_cpu=True (--use_cpu true).")
+    if args.n_gpu > 1:
+        raise ValueError(f"{args.n_gpu} GPUs are visible to one process, which Trainer would drive with "
+                         "torch.nn.DataParallel: its replica threads would share TST's embedding and LM-head hooks. "
+                         f"Launch one process per GPU (accelerate launch --num_processes {args.n_gpu} ..., hf-tst "
+                         "train, or torchrun), or make one GPU visible (CUDA_VISIBLE_DEVICES=0).")
+    if args.tst_ratio > 0 and getattr(args.accelerator_config, "split_batches", False):
+        raise ValueError("accelerator_config.split_batches=True splits each batch between the processes, which moves "
+                         "the rows every optimizer step reads and so the phase switch; leave split_batches off and set "
+                         "per_device_train_batch_size to each process's share.")
+    if getattr(args, "enable_jit_checkpoint", False) and args.tst_save_on_signal:
+        raise ValueError(f"enable_jit_checkpoint=True would install a second handler for "
+                         f"{', '.join(args.tst_save_on_signal)}, beside tst_save_on_signal's, which already saves a "
+                         "whole checkpoint at the end of the step; leave enable_jit_checkpoint off, or set "
+                         "tst_save_on_signal none to use transformers' instead.")
     if model is not None and args.tst_ratio > 0 and args.tst_superpose != "output":
         check_superposable(model)
     rows, tokens = vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None
@@ -33,19 +47,25 @@ def check_before_training(model, args: TSTConfig, train_dataset, processing_clas
     if columns is not None and "input_ids" not in columns:
         raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
                          "text first, e.g. with hf_tst.text.pack_text_dataset(dataset, tokenizer, block_size).")
-    workers = args.dataloader_num_workers
-    if workers > 0 and isinstance(train_dataset, IterableDataset):
-        shards = getattr(train_dataset, "num_shards", None)
-        if not shards or shards % workers:
-            raise ValueError(f"dataloader_num_workers={workers}: each DataLoader worker reads its own shards of a "
-                             f"streaming train_dataset, which has {shards or 'no'} shard(s); use a worker count that "
-                             "divides the shards (1 reads them all), or reshard the data (more data files, or "
-                             "Dataset.to_iterable_dataset(num_shards=...)).")
     map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
     if map_style and len(train_dataset):
         check_labels(train_dataset[0])  # the collator checks every row; the first one fails here, before training
         if model is not None:
             check_positions(model, len(train_dataset[0]["input_ids"]))  # a row's positions: its block's length
+
+
+def check_stream_readers(dataset, workers: int, what: str) -> None:
+    """Refuse DataLoader workers that a streamed `dataset` (what one process reads: `what` says which part) cannot
+    feed: each worker reads its own shards, so a worker count that does not divide them leaves a worker without
+    data. Called once the stream is split between the processes, on each process's part."""
+    if workers == 0 or not isinstance(dataset, IterableDataset):
+        return
+    shards = getattr(dataset, "num_shards", None)
+    if not shards or shards % workers:
+        raise ValueError(f"dataloader_num_workers={workers}: each DataLoader worker reads its own shards of a "
+                         f"streaming dataset, and {what} has {shards or 'no'} shard(s); use a worker count that "
+                         "divides them (1 reads them all), or reshard the data (more data files, or "
+                         "Dataset.to_iterable_dataset(num_shards=...)).")
 
 
 def check_labels(row: dict) -> None:

@@ -10,7 +10,12 @@
 name of a launch config shipped with hf_tst (ddp, zero2, zero3, fsdp, multinode). With no launch
 config (neither that flag, `--config_file`, nor the file `accelerate config` writes), the launcher
 settings it would default are passed as accelerate defaults them: a process per GPU (one on a machine
-without), one machine, no mixed precision, no dynamo. The other commands run in this process.
+without), one machine, no mixed precision, no dynamo; several processes asked for with `--num_processes`
+or `--num_machines` alone get `--multi_gpu` (data parallel, as the `ddp` config), which accelerate would
+otherwise drop silently, running one. The other commands run in this process.
+
+Preemption: the signals of `--tst_save_on_signal` (SIGTERM, SIGUSR1) never stop the launcher; it passes
+them on to the trainers, waits while they save, and exits with their status 75 (`hf_tst.preemption`).
 
 A mistake the user can fix (an unknown flag, a bad value, a missing config file, data or extra) prints
 one line, `hf-tst COMMAND: error: ...`, and exits with status 2, before any process is launched when
@@ -32,6 +37,7 @@ from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from .config import accelerator_count
 from .parser import flags_of
+from .preemption import signals_left_to_trainers
 
 COMMANDS = ("train", "evaluate", "compare", "sweep", "ladder", "push")
 LAUNCHED = ("train",)  # run under `accelerate launch`, on every device
@@ -109,15 +115,17 @@ def launch(command: str, argv: list[str]) -> None:
     parser = importlib.import_module(f"hf_tst.scripts.{command}").make_parser(prog=f"hf-tst {command}")
     launcher = launch_command_parser()
     launcher.error = launcher_error
-    *_, launcher_argv = parser.parse_args_and_config(argv, return_remaining_strings=True,
-                                                     other_flags=[*flags_of(launcher), "--accelerate_config"])
+    *configs, launcher_argv = parser.parse_args_and_config(argv, return_remaining_strings=True,
+                                                           other_flags=[*flags_of(launcher), "--accelerate_config"])
     script_argv = without_subsequence(argv, launcher_argv)
     module = f"hf_tst.scripts.{command}"
     launch_args = launcher.parse_args([*with_launcher_defaults(resolve_accelerate_config(launcher_argv)), "--module",
                                        module, *script_argv])
     if launch_args.training_script != module:  # a string that is neither a flag nor a flag's value
         raise ValueError(f"unexpected argument {launch_args.training_script!r}; flags take the form --field value.")
-    launch_command(launch_args)
+    preemption_signals = next((c.tst_save_on_signal for c in configs if hasattr(c, "tst_save_on_signal")), [])
+    with signals_left_to_trainers(preemption_signals):  # the trainers save, however long it takes, and exit 75
+        launch_command(launch_args)
 
 
 def launcher_error(message: str):
@@ -160,18 +168,33 @@ def resolve_accelerate_config(launcher_argv: list[str]) -> list[str]:
 def with_launcher_defaults(launcher_argv: list[str]) -> list[str]:
     """`launcher_argv` plus the settings `accelerate launch` would default, each with a warning, when no launch
     config gives them (`--config_file`, or the file `accelerate config` writes): the values it would use, a
-    process per local GPU (one without) with `--multi_gpu` when there are several, one machine, no mixed
-    precision, no dynamo."""
+    process per local GPU (one without), one machine, no mixed precision, no dynamo; and `--multi_gpu` whenever
+    that makes several processes (accelerate would run one, silently)."""
     given = {"--" + item[2:].split("=", 1)[0].replace("-", "_") for item in launcher_argv if item.startswith("--")}
     if "--config_file" in given or os.path.isfile(default_config_file):
         return launcher_argv
     filled = [*launcher_argv]
+    processes = launcher_value(launcher_argv, "--num_processes") or max(accelerator_count(), 1)
+    machines = launcher_value(launcher_argv, "--num_machines") or 1
     if "--num_processes" not in given:
-        devices = accelerator_count()
-        filled += ["--num_processes", str(max(devices, 1))]
-        if devices > 1 and not given & {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp", "--tpu"}:
-            filled.append("--multi_gpu")
+        filled += ["--num_processes", str(processes)]
+    if (processes > 1 or machines > 1) and not given & {"--multi_gpu", "--cpu", "--use_deepspeed", "--use_fsdp",
+                                                         "--tpu", "--use_megatron_lm"}:
+        filled.append("--multi_gpu")
     return filled + [item for flag, value in LAUNCHER_DEFAULTS.items() if flag not in given for item in (flag, value)]
+
+
+def launcher_value(launcher_argv: list[str], flag: str) -> int | None:
+    """The integer value of launcher flag `flag` (`--flag N` or `--flag=N`) in `launcher_argv`, or None."""
+    for at, item in enumerate(launcher_argv):
+        if item.startswith(flag + "="):
+            value = item.split("=", 1)[1]
+        elif item == flag and at + 1 < len(launcher_argv):
+            value = launcher_argv[at + 1]
+        else:
+            continue
+        return int(value) if value.isdigit() else None  # accelerate's parser names a bad value
+    return None
 
 
 def shipped_accelerate_configs() -> list[str]:

@@ -19,6 +19,7 @@ from transformers.utils import logging
 
 from .extras import require
 from .loss import KERNELS, WEIGHTINGS
+from .phase import superposition_steps
 
 logger = logging.get_logger(__name__)
 
@@ -50,6 +51,7 @@ class TSTConfig(TrainingArguments):
     - `tst_peak_tflops` (default `None`: looked up for known GPUs): a device's peak, for the logged MFU.
     - `tst_skip_nonfinite_steps` (default `False`): skip a step with a NaN/Inf loss instead of stopping.
     - `tst_allow_changed_settings` (default `False`): resume under other TST settings.
+    - `tst_resume_without_optimizer` (default `False`): resume a checkpoint without optimizer state.
     - `tst_save_on_signal` (default SIGTERM, SIGUSR1): save and exit with status 75 on these signals.
 
     Defaults changed from `TrainingArguments`:
@@ -149,6 +151,12 @@ class TSTConfig(TrainingArguments):
         metadata={"help": "Resume from a checkpoint written with other TST settings (bag size, ratio, max_steps, "
                           "superpose mode, rows per step). Off by default: these place the phase switch and the "
                           "data position, so a changed value silently breaks the run's data accounting."},
+    )
+    tst_resume_without_optimizer: bool = field(
+        default=False,
+        metadata={"help": "Resume from a checkpoint that holds no optimizer or scheduler state (saved with "
+                          "save_only_model): the weights carry on, AdamW's moments and the learning-rate schedule "
+                          "start from zero. Off by default: such a checkpoint is refused, naming what it lacks."},
     )
     tst_save_on_signal: list[str] = field(
         default_factory=lambda: ["SIGTERM", "SIGUSR1"],
@@ -294,10 +302,3 @@ def epoch_steps(examples: int, args: TrainingArguments) -> int:
     batches = examples // rows_per_batch if args.dataloader_drop_last else math.ceil(examples / rows_per_batch)
     steps_per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
     return math.ceil(args.num_train_epochs * steps_per_epoch)
-
-
-def superposition_steps(ratio: float, max_steps: int) -> int:
-    """Optimizer steps in the superposition phase of a run of `max_steps`: round(r * T), halves rounded up."""
-    if ratio == 0 or max_steps <= 0:
-        return 0
-    return math.floor(ratio * max_steps + 0.5)

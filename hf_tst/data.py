@@ -27,15 +27,17 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from .checks import check_labels
+from .checks import check_labels, check_stream_readers
+from .phase import in_superposition, step_of_row
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
 
 DATA_STATE = "tst_data_state-{}.json"  # where a checkpoint keeps each process's `PhasedBlockStream.state_dict`
 
 
 class PhasedBlockStream(IterableDataset):
-    """Training rows of a TST run: `superposition_rows` rows of `blocks_per_bagged_row` blocks
-    each, marked with `bag_size`, then single-block rows for the rest of the run.
+    """Training rows of a TST run: the rows of its first `superposition_steps` optimizer steps hold
+    `blocks_per_bagged_row` blocks each, marked with `bag_size`; later rows hold one block. Which step a
+    row feeds, and so its phase, is `hf_tst.phase`'s: row i is read by step i // rows_per_step + 1.
 
     Map-style data is read one pass (epoch) at a time, each pass drawn from `seed + epoch` (as
     accelerate's seedable sampler draws it; in dataset order when `shuffle` is False):
@@ -66,7 +68,7 @@ class PhasedBlockStream(IterableDataset):
     REMEMBERED = 64  # optimizer steps whose stream position is kept for a checkpoint (the loader reads ahead)
 
     def __init__(self, dataset: Dataset | IterableDataset, *, bag_size: int, blocks_per_bagged_row: int,
-                 superposition_rows: int, batch_size: int, seed: int, shuffle: bool = True,
+                 superposition_steps: int, batch_size: int, seed: int, shuffle: bool = True,
                  contiguous_rows: bool = True, fold_into_batch: bool = False, rows_per_step: int | None = None,
                  per_process: bool = False):
         self.dataset = dataset
@@ -74,7 +76,8 @@ class PhasedBlockStream(IterableDataset):
         self.per_process = per_process  # this process's own part of a stream, not all processes' rows
         self.bag_size = bag_size
         self.blocks_per_bagged_row = blocks_per_bagged_row
-        self.superposition_rows = superposition_rows
+        self.superposition_steps = superposition_steps
+        self.superposition_rows = superposition_steps * self.rows_per_step  # the rows of the superposition steps
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -166,8 +169,7 @@ class PhasedBlockStream(IterableDataset):
             row = self._start_row + ((read // batch) * workers + worker_id) * batch + read % batch
             if workers == 1 and row % self.rows_per_step == 0:  # a checkpoint can only fall between steps
                 self._remember_position(row)
-            yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if row < self.superposition_rows
-                                             else 1))
+            yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if self.row_is_bagged(row) else 1))
 
     def _restored_iter(self) -> Iterator[dict]:
         """The dataset iterated from a loaded state; a state of another pipeline (other processing or sources)
@@ -202,10 +204,13 @@ class PhasedBlockStream(IterableDataset):
         per_process = processes > 1 and isinstance(dataset, datasets.IterableDataset)
         if per_process:
             dataset = split_dataset_by_node(dataset, rank=process_index, world_size=processes)
+        part = f"process {process_index}'s part of the train_dataset ({processes} processes)" if per_process else \
+            "the train_dataset"
+        check_stream_readers(dataset, args.dataloader_num_workers, part)
         rows_per_step = args.gradient_accumulation_steps * batch_size * (1 if per_process else processes)
         return cls(dataset, bag_size=args.tst_bag_size, batch_size=batch_size, rows_per_step=rows_per_step,
                    blocks_per_bagged_row=1 if args.tst_superpose == "output" else args.tst_bag_size,
-                   superposition_rows=args.superposition_steps * rows_per_step, per_process=per_process,
+                   superposition_steps=args.superposition_steps, per_process=per_process,
                    seed=args.data_seed if args.data_seed is not None else args.seed,
                    shuffle=args.train_sampling_strategy != "sequential", fold_into_batch=args.tst_fold == "batch",
                    contiguous_rows=args.tst_contiguous_rows and args.tst_fold == "sequence")
@@ -222,6 +227,10 @@ class PhasedBlockStream(IterableDataset):
     def load_state_dict(self, state: dict) -> None:
         """Continue from a `state_dict`: the next row read is the one it names, and nothing before it is read."""
         self._start_row, self._start = state["row"], state
+
+    def row_is_bagged(self, row: int) -> bool:
+        """Whether row `row` feeds a superposition step."""
+        return in_superposition(step_of_row(row, self.rows_per_step), self.superposition_steps)
 
     def _block_reader(self):
         """A function from a row's block indices (a tensor) to its blocks of a map-style dataset. A 🤗
@@ -257,7 +266,7 @@ class PhasedBlockStream(IterableDataset):
         else:  # every worker reads its own shards
             rows = self._iterable_rows(workers, worker_id)
         for row, blocks in rows:
-            bagged = row < self.superposition_rows
+            bagged = self.row_is_bagged(row)
             if bagged and self.fold_into_batch:
                 yield {"blocks": [join_blocks([block], self.bag_size) for block in blocks]}
             else:

@@ -6,8 +6,8 @@ the whole step, alike on every process (one flag reduced over processes, one dev
 
 - stop: a `FloatingPointError` names the step, its phase and the newest complete checkpoint,
   so nothing after the last good step is trained or saved;
-- or, with `skip=True`, mark the step: the trainer then drops its gradients, and the optimizer
-  leaves every parameter and its moments as they were.
+- or, with `skip=True`, mark the step: the trainer then drops its gradients (`drop_step_gradients`), and
+  the optimizer leaves every parameter and its moments as they were.
 
 A loss may hold one value per device (single-process multi-GPU `DataParallel` returns the losses
 of its replicas as a vector): any non-finite entry counts.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from .resume import newest_complete_checkpoint
+from .checkpoints import newest_complete_checkpoint
 
 
 class NonFiniteGuard:
@@ -60,3 +60,16 @@ class NonFiniteGuard:
         skip, self._skip_pending = self._skip_pending, False
         self.skipped_steps += skip
         return skip
+
+
+def drop_step_gradients(model: torch.nn.Module, under_grad_scaler: bool) -> None:
+    """Make the optimizer step that follows change nothing. Without a GradScaler the gradients are dropped: the
+    optimizer leaves parameters without one, and their moments, as they are. Under a GradScaler (fp16) they are
+    made NaN instead: the scaler then skips the step by its own rule (it refuses to step an optimizer whose
+    gradients it never checked) and lowers its scale, as for any overflow."""
+    if not under_grad_scaler:
+        model.zero_grad(set_to_none=True)
+        return
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            parameter.grad.fill_(float("nan"))

@@ -24,7 +24,7 @@ LOSS_CURVE = "loss_curve.png"
 TAGS = ["token-superposition-training", "hf_tst", "text-generation"]
 PHASE_SWITCH_REVISION = "tst-phase-switch"
 # Kept local: training state, not the model (the data stream's position included).
-TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "rng_state*", "tst_data_state-*", "_*"]
+TRAINING_STATE_FILES = ["optimizer.pt", "scheduler.pt", "rng_state*", "tst_data_state-*", "tst_checkpoint.json", "_*"]
 
 
 def push_output_dir(output_dir: str, repo_id: str, revision: str | None = None, private: bool = False,

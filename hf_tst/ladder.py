@@ -31,10 +31,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 
+from .checkpoints import checkpoint_problem, newest_complete_checkpoint
 from .compare import eval_curve, held_out_at_switch, steps_to_reach
-from .config import TSTConfig, superposition_steps
+from .config import TSTConfig
 from .extras import pyplot
-from .resume import checkpoint_is_complete, newest_complete_checkpoint
+from .phase import superposition_steps
 from .switch import switch_figures
 
 SETTINGS = "settings.json"
@@ -256,7 +257,7 @@ class Ladder:
             if finished(branch_dir):
                 continue
             checkpoint = os.path.join(stable_dir, f"checkpoint-{start}")
-            if not checkpoint_is_complete(checkpoint):
+            if checkpoint_problem(checkpoint) is not None:
                 reached = checkpointed_steps(stable_dir)
                 if reached > start:
                     raise ValueError(f"baseline budget {budget} branches at step {start}, but the stable run in "

@@ -9,6 +9,17 @@ per step), and if so, all of them finish that step, save a complete checkpoint a
 from the newest complete checkpoint (`--resume_from_checkpoint last`). A second signal while the
 checkpoint is written is noted and ignored, so it cannot cut the save short. Handlers can only be
 installed from the main thread; elsewhere a warning says the run is unprotected.
+
+A scheduler signals the whole process tree, not only the trainers:
+
+- DataLoader workers ignore the signals (`IgnoreSignalsInWorker`): the training process saves, and
+  stops its workers when it exits.
+- A launcher would stop its trainers a few seconds after the first signal, mid-save (accelerate's
+  single-process launcher SIGKILLs after 5 s, torch elastic after 30 s). `hf-tst train` runs the launcher
+  inside `signals_left_to_trainers`: there the signals are blocked, so no launcher handler ever runs,
+  and a thread passes each one on to the launched processes. The trainers inherit the blocked signals
+  and unblock them once their handlers are installed (a signal that came earlier waits for them), save,
+  and exit with status 75, which the launcher, having waited, reports as its own.
 """
 
 import contextlib
@@ -16,6 +27,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+import psutil
 from transformers import TrainerCallback
 from transformers.utils import logging
 
@@ -47,10 +59,13 @@ class SaveOnSignal(TrainerCallback):
         if self.signals and not in_main_thread:
             logger.warning(f"tst_save_on_signal: training runs outside the main thread, where no signal handler "
                            f"can be installed; {', '.join(s.name for s in self.signals)} will stop the run unsaved.")
-        previous = {signum: signal.signal(signum, self._note) for signum in (self.signals if in_main_thread else [])}
+        installed = self.signals if in_main_thread else []
+        previous = {signum: signal.signal(signum, self._note) for signum in installed}
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, installed)  # blocked by `hf-tst train`'s launcher
         try:
             yield
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -67,3 +82,43 @@ class SaveOnSignal(TrainerCallback):
                            f"with status {PREEMPTED_EXIT_CODE} to be requeued (resume with --resume_from_checkpoint "
                            "last).")
             raise SystemExit(PREEMPTED_EXIT_CODE)
+
+
+class IgnoreSignalsInWorker:
+    """A DataLoader `worker_init_fn` that makes the worker ignore `signals`, then runs `then` (the loader's own
+    `worker_init_fn`, if any). Without it, a signal sent to the whole process group kills the workers (PyTorch
+    gives them the default action) and the training process dies of their loss before it can save."""
+
+    def __init__(self, signals: list[signal.Signals], then: Callable[[int], None] | None = None):
+        self.signals, self.then = signals, then
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in self.signals:
+            signal.signal(signum, signal.SIG_IGN)
+        if self.then is not None:
+            self.then(worker_id)
+
+
+@contextlib.contextmanager
+def signals_left_to_trainers(names: list[str]):
+    """For a launcher process: while the `with` block runs, the signals `names` are blocked (no handler of the
+    launcher sees them, so none stops or kills the trainers) and a thread passes each one on to this process's
+    children, the trainers, which save and exit with `PREEMPTED_EXIT_CODE`."""
+    signals = {signal.Signals[name] for name in names}
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # inherited by threads started from here and by children
+
+    def pass_on():
+        while True:
+            signum = signal.sigwait(signals)
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.send_signal(signum)
+
+    threading.Thread(target=pass_on, name="hf-tst signals", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -1,56 +1,117 @@
 """Resuming a TST run safely.
 
 Where the phase switch falls and which data rows a resumed run skips both follow from a few
-settings. A checkpoint records them (in `trainer_state.json`, written last, so a checkpoint that
-has them is complete), and a run that resumes with other values is refused unless the user
-explicitly allows it.
+settings. A checkpoint records them (in `trainer_state.json`), and a run that resumes with other
+values is refused unless the user explicitly allows it. Which checkpoints may be resumed at all is
+`hf_tst.checkpoints`'.
 """
 
 import json
 import os
-import re
+import shutil
+from collections.abc import Callable
 
 from torch.utils.data import IterableDataset
 from transformers import TrainerState
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import TrainOutput, rotate_checkpoints
+from transformers.utils import logging
 
-from .data import DATA_STATE
+from .checkpoints import (
+    TRAINER_STATE,
+    mark_complete,
+    newest_complete_checkpoint,
+    resolve_checkpoint,
+    unmark,
+    unusable_checkpoints_after,
+)
+from .data import DATA_STATE, PhasedBlockStream
 from .switch import PhaseSwitchCallback
 
-TRAINER_STATE = "trainer_state.json"
-NEWEST = (True, "last", "true", "True")  # the values of resume_from_checkpoint that mean "the newest complete one"
+logger = logging.get_logger(__name__)
 
 
-def checkpoint_is_complete(folder: str) -> bool:
-    return os.path.isfile(os.path.join(folder, TRAINER_STATE))
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written whole (a full disk, a failing file system): the run stops."""
 
 
-def newest_complete_checkpoint(output_dir: str) -> str | None:
-    """The complete checkpoint folder of `output_dir` with the most steps, or None."""
-    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
-    found = sorted(((int(m.group(1)), name) for name in os.listdir(output_dir)
-                    if (m := pattern.match(name))), reverse=True) if os.path.isdir(output_dir) else []
-    return next((os.path.join(output_dir, name) for _, name in found
-                 if checkpoint_is_complete(os.path.join(output_dir, name))), None)
-
-
-def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str) -> str | None:
-    """The checkpoint folder to resume from: the given one, or with `True` or `"last"` the newest complete
-    one in `output_dir`. A folder whose save was interrupted (no trainer state) is refused by name."""
-    if not resume_from_checkpoint:
+def resume_point(trainer, resume_from_checkpoint: str | bool | None) -> tuple[str, int] | None:
+    """(checkpoint, its step) where `trainer` resumes, or None for a fresh start: the checkpoint resolved as
+    `checkpoints.resolve_checkpoint` does and checked against the run's settings. On the main process,
+    folders past it that are not whole checkpoints (interrupted saves) are deleted, with a warning: they
+    would never be resumed, and checkpoint rotation, which goes by step number, would keep them instead of
+    whole ones."""
+    args = trainer.args
+    checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir,
+                                    require_optimizer=not args.tst_resume_without_optimizer)
+    if checkpoint is None:
         return None
-    if resume_from_checkpoint in NEWEST:
-        newest = newest_complete_checkpoint(output_dir)
-        if newest is None:
-            raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r}, but {output_dir} holds no complete "
-                             "checkpoint; start without resume_from_checkpoint or point it at a checkpoint folder.")
-        return newest
-    if not checkpoint_is_complete(resume_from_checkpoint):
-        raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint (no "
-                         f"{TRAINER_STATE}: the save was interrupted, or the path is wrong); resume from an earlier "
-                         "checkpoint, or pass resume_from_checkpoint=True to take the newest complete one.")
-    return resume_from_checkpoint
+    check_resume_settings(checkpoint, trainer.run_settings(), args.tst_allow_changed_settings)
+    step = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE)).global_step
+    if trainer.is_world_process_zero():
+        for folder, problem in unusable_checkpoints_after(os.path.dirname(checkpoint), step).items():
+            logger.warning(f"deleting {folder}, which is not a whole checkpoint ({problem}): the resumed run saves "
+                           "its steps again.")
+            shutil.rmtree(folder, ignore_errors=True)
+    return checkpoint, step
 
+
+def finished_run_output(trainer, checkpoint: str) -> TrainOutput:
+    """What `train()` returns when `checkpoint` already holds the run's last step: the model and state loaded from
+    it, nothing trained (a requeued job whose run had finished must not train past `max_steps`)."""
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE))
+    logger.warning(f"{checkpoint} is at step {trainer.state.global_step} of max_steps={trainer.args.max_steps}: the "
+                   "run is complete, nothing was trained. Raise max_steps to train on.")
+    loss = next((log["train_loss"] for log in reversed(trainer.state.log_history) if "train_loss" in log), float("nan"))
+    return TrainOutput(trainer.state.global_step, loss, {})
+
+
+def place_stream(stream: PhasedBlockStream, resumed: tuple[str, int] | None, args, any_process) -> bool:
+    """Start a resumed run's `stream` at the row of its step, on every process or on none (`any_process` reduces a
+    flag over them), and say whether it was placed. Map-style data is placed from the step alone; a stream needs
+    the position its checkpoint saved, and without one Trainer replays it, which `ignore_data_skip` forbids."""
+    if resumed is None:
+        return False
+    checkpoint, step = resumed
+    position = stream.state_dict(step) if stream.is_map_style else load_data_state(
+        checkpoint, args.process_index if stream.per_process else 0)
+    if any_process(position is None):
+        if args.ignore_data_skip:
+            raise ValueError(f"ignore_data_skip=True, but {checkpoint} holds no position of the streamed "
+                             "train_dataset, so the stream can only be replayed to its step, which ignore_data_skip "
+                             "forbids (started at its beginning, every step would read the wrong phase's rows); "
+                             "resume without ignore_data_skip.")
+        return False
+    stream.load_state_dict(position)
+    return True
+
+
+def save_checkpoint_whole(trainer, folder: str, save: Callable[[], None]) -> None:
+    """Write a checkpoint so that it counts only once whole: the data stream's position and then `save()`
+    (Trainer's files), every process done, then the completeness record (`checkpoints.mark_complete`); older
+    checkpoints are rotated away (`save_total_limit`) only after that. A save that fails stops the run with
+    a `CheckpointSaveError` naming the folder, the cause and the newest whole checkpoint."""
+    args, stream, step = trainer.args, trainer._block_stream, trainer.state.global_step
+    limit, args.save_total_limit = args.save_total_limit, None  # Trainer would rotate before the record exists
+    try:
+        if args.should_save:  # a folder saved again (a resumed run's step) is not whole until its new record
+            unmark(folder)
+        if stream is not None and (stream.per_process or trainer.is_world_process_zero()):
+            save_data_state(folder, stream.state_dict(step), args.process_index)
+        save()
+        trainer.accelerator.wait_for_everyone()
+        if args.should_save:
+            mark_complete(folder, step)
+    except Exception as error:
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else f"{type(error).__name__}: {error}"
+        raise CheckpointSaveError(
+            f"could not save the checkpoint of step {step} to {folder} ({cause}); that folder will never be resumed. "
+            f"Newest complete checkpoint: {newest_complete_checkpoint(os.path.dirname(folder)) or 'none'}; fix the "
+            "cause (free disk space) and resume with --resume_from_checkpoint last.") from error
+    finally:
+        args.save_total_limit = limit
+    if args.should_save:
+        rotate_checkpoints(os.path.dirname(folder), limit, trainer.state.best_model_checkpoint, use_mtime=True)
 
 def run_settings(args, rows_per_step: int, dataset) -> dict:
     """The settings of a run that place the phase switch and decide which block each row reads: rows per

@@ -19,17 +19,19 @@ from transformers.trainer_pt_utils import nested_gather
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 from transformers.utils import logging
 
-from .checks import check_before_training
+from .checks import check_before_training, check_stream_readers
 from .config import TSTConfig, as_tst_config
 from .data import PhasedBlockStream, TSTDataCollator
 from .extras import import_deepspeed_only_when_used
-from .guard import NonFiniteGuard
+from .guard import NonFiniteGuard, drop_step_gradients
 from .head import FusedLMHead, fused_head_problem
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .modeling import pad_token_id, vocab_size
-from .preemption import SaveOnSignal
-from .resume import check_resume_settings, load_data_state, resolve_checkpoint, run_settings, save_data_state
+from .phase import check_batch_phase, phase_name
+from .preemption import IgnoreSignalsInWorker, SaveOnSignal
+from .resume import finished_run_output, place_stream, resume_point, run_settings, save_checkpoint_whole
+from .run_lock import hold_output_dir
 from .superpose import EmbeddingSuperposition, next_tokens_targets
 from .switch import PhaseSwitchCallback, SwitchWatch
 from .throughput import ThroughputMeter, peak_tflops
@@ -89,6 +91,8 @@ class TSTTrainer(Trainer):
         self._switch_watch = None  # the recovery steps' losses after the switch, made by train()
         self._throughput = None  # FLOPs and data tokens per logging window, made by train()
         self._guard = None  # the non-finite loss guard, made by train()
+        self._resumed = None  # (checkpoint, its step) of a resumed run, set by train()
+        self._stream_placed = False  # whether the stream starts at the resumed step (else Trainer replays it)
         if args.tst_skip_nonfinite_steps and self.is_deepspeed_enabled:
             raise ValueError("tst_skip_nonfinite_steps=True cannot skip a step under DeepSpeed, which steps the "
                              "optimizer inside backward; leave it False (the run then stops before the step).")
@@ -99,23 +103,29 @@ class TSTTrainer(Trainer):
         return run_settings(self.args, self._rows_per_step(), self.train_dataset)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """`Trainer.train`, placing the switch of an epoch-based run first (`TSTConfig.place_switch`), refusing before
-        any compute to resume from an incomplete checkpoint or from one written with other settings
-        (`resume_from_checkpoint` takes a folder, or `True`/`"last"` for the newest complete one), and leaving
-        the model card in `output_dir` (a card that cannot be written is a warning: it never costs a run)."""
+        """`Trainer.train` while holding `output_dir` (`hf_tst.run_lock`), placing the switch of an epoch-based run
+        first (`TSTConfig.place_switch`), refusing before any compute to resume from a checkpoint that is not whole
+        (`hf_tst.checkpoints`; `resume_from_checkpoint` takes a folder, `True`/`"last"` for the newest whole one,
+        or `"auto"` for that one if any) or from one written with other settings, training nothing when the
+        checkpoint ends the run, and leaving the model card in `output_dir` (a card that cannot be written is
+        a warning: it never costs a run)."""
         self.args.place_switch(len(self.train_dataset) if has_length(self.train_dataset) else None)
         self._settings_recorder.settings = self.run_settings()
-        checkpoint = resolve_checkpoint(resume_from_checkpoint, self.args.output_dir)
-        if checkpoint is not None:
-            check_resume_settings(checkpoint, self.run_settings(), self.args.tst_allow_changed_settings)
-        self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, output_dir=self.args.output_dir,
-                                     superposition_steps=self.args.superposition_steps, any_process=self._any_process)
-        self._switch_watch = SwitchWatch(self.args.superposition_steps, self.args.gradient_accumulation_steps,
-                                         reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
-        self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device),
-                                           self.args.device)
-        with self._preemption.handlers():
-            output = super().train(resume_from_checkpoint=checkpoint, trial=trial, **kwargs)
+        with hold_output_dir(self.args.output_dir, self.is_world_process_zero(), self._any_process):
+            self._resumed = resume_point(self, resume_from_checkpoint)
+            if self._resumed is not None and self._resumed[1] >= self.args.max_steps > 0:
+                return finished_run_output(self, self._resumed[0])
+            self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, output_dir=self.args.output_dir,
+                                         superposition_steps=self.args.superposition_steps,
+                                         any_process=self._any_process)
+            self._switch_watch = SwitchWatch(
+                self.args.superposition_steps, self.args.gradient_accumulation_steps,
+                reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
+            self._throughput = ThroughputMeter(self.model, self.args.tst_peak_tflops or peak_tflops(self.args.device),
+                                               self.args.device)
+            with self._preemption.handlers():
+                output = super().train(resume_from_checkpoint=self._resumed and self._resumed[0], trial=trial,
+                                       **kwargs)
         try:
             self.create_model_card()
         except Exception as error:  # noqa: BLE001 - the trained model is worth more than its card
@@ -127,39 +137,45 @@ class TSTTrainer(Trainer):
     # ---- data ----
 
     def get_train_dataloader(self) -> DataLoader:
-        """The phase-aware stream of rows. Built here rather than by `Trainer._get_dataloader`,
-        whose column filtering would strip each row's `bag_size`."""
-        if self.args.superposition_steps == 0:
-            return super().get_train_dataloader()
-        if self.train_dataset is None:
-            raise ValueError("TSTTrainer: training requires a train_dataset.")
+        """The phase-aware stream of rows, placed at the resumed step (`resume.place_stream`). Built here rather than by
+        `Trainer._get_dataloader`, whose column filtering would strip each row's `bag_size`. Its workers leave
+        the preemption signals to this process."""
         args = self.args
-        self._block_stream = PhasedBlockStream.for_run(self.train_dataset, args, self._train_batch_size,
-                                                       args.process_index, args.world_size)
-        loader = DataLoader(self._block_stream, batch_size=self._train_batch_size, collate_fn=self.data_collator,
-                            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
-                            persistent_workers=args.dataloader_persistent_workers,
-                            prefetch_factor=args.dataloader_prefetch_factor)
-        if self._block_stream.per_process:  # each process reads its own part: placed on the device, not split
-            return prepare_data_loader(loader, args.device, num_processes=1, process_index=0, put_on_device=True,
-                                       dispatch_batches=False, non_blocking=self.accelerator.non_blocking)
-        return self.accelerator.prepare(loader)
+        if args.superposition_steps == 0:
+            check_stream_readers(self.train_dataset, args.dataloader_num_workers, "the train_dataset")
+            loader = super().get_train_dataloader()
+        elif self.train_dataset is None:
+            raise ValueError("TSTTrainer: training requires a train_dataset.")
+        else:
+            self._block_stream = PhasedBlockStream.for_run(self.train_dataset, args, self._train_batch_size,
+                                                           args.process_index, args.world_size)
+            self._stream_placed = place_stream(self._block_stream, self._resumed, self.args, self._any_process)
+            loader = DataLoader(self._block_stream, batch_size=self._train_batch_size, collate_fn=self.data_collator,
+                                num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+                                persistent_workers=args.dataloader_persistent_workers,
+                                prefetch_factor=args.dataloader_prefetch_factor)
+            if self._block_stream.per_process:  # each process reads its own part: placed on the device, not split
+                loader = prepare_data_loader(loader, args.device, num_processes=1, process_index=0, put_on_device=True,
+                                             dispatch_batches=False, non_blocking=self.accelerator.non_blocking)
+            else:
+                loader = self.accelerator.prepare(loader)
+        loader.worker_init_fn = IgnoreSignalsInWorker(self._preemption.signals, loader.worker_init_fn)
+        return loader
+
+    if hasattr(Trainer, "get_resumed_dataloader"):  # transformers >= 5.25
+        def get_resumed_dataloader(self, dataloader: DataLoader, num_batches: int) -> DataLoader:
+            """The loader as it is where the stream starts at the resumed step; else Trainer's replay."""
+            return dataloader if self._stream_placed else super().get_resumed_dataloader(dataloader, num_batches)
+    else:
+        def _run_epoch(self, **kwargs):
+            """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step."""
+            if self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]:
+                kwargs["steps_trained_in_current_epoch"] = 0
+            return super()._run_epoch(**kwargs)
 
     def _any_process(self, flag) -> bool:
         """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""
         return bool(self.accelerator.reduce(torch.as_tensor(flag, dtype=torch.float32, device=self.args.device), "sum"))
-
-    def _run_epoch(self, **kwargs):
-        """Trainer's pass over the loader; resuming, the TST stream is placed at the checkpoint's position
-        (`PhasedBlockStream.load_state_dict`) instead of replayed, and Trainer restores the RNG state first."""
-        stream, checkpoint = self._block_stream, kwargs["resume_from_checkpoint"]
-        if stream and checkpoint and kwargs["steps_trained_in_current_epoch"] and kwargs["epoch"] == kwargs[
-                "epochs_trained"]:  # all processes place their streams, or all replay: they must skip alike
-            state = load_data_state(checkpoint, self.args.process_index if stream.per_process else 0)
-            if not self._any_process(state is None):
-                stream.load_state_dict(state)
-                kwargs["steps_trained_in_current_epoch"] = 0
-        return super()._run_epoch(**kwargs)
 
     def _rows_per_step(self) -> int:  # data rows in one optimizer step, over all devices
         return self.args.gradient_accumulation_steps * self._train_batch_size * self.args.world_size
@@ -167,10 +183,14 @@ class TSTTrainer(Trainer):
     # ---- loss ----
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device):
-        """`Trainer.get_batch_samples`; the first optimizer step after a log opens the throughput window."""
+        """`Trainer.get_batch_samples`, each batch checked against its step's phase (`phase.check_batch_phase`); the
+        first optimizer step after a log opens the throughput window."""
         if self._throughput is not None:
             self._throughput.begin_step(self.state.num_input_tokens_seen)
-        return super().get_batch_samples(epoch_iterator, num_batches, device)
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        for batch in batch_samples if self.args.superposition_steps else []:
+            check_batch_phase("bag_labels" in batch, self.state.global_step + 1, self.args.superposition_steps)
+        return batch_samples, num_items_in_batch
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         """`Trainer.training_step`; its model FLOPs go to the throughput meter and, from the switch until
@@ -180,8 +200,8 @@ class TSTTrainer(Trainer):
             superposed = "bag_labels" in inputs and self.args.tst_superpose != "output"
             self._throughput.add_micro_batch(rows, length // self.args.tst_bag_size if superposed else length)
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self._guard is not None and self._guard.take_skip():  # the optimizer leaves grad-less parameters as is
-            model.zero_grad(set_to_none=True)
+        if self._guard is not None and self._guard.take_skip():
+            drop_step_gradients(model, under_grad_scaler=self.accelerator.scaler is not None)
         if self._switch_watch is not None and self._switch_watch.watches(self.state.global_step):
             self._switch_watch.add_micro_batch(loss)
         return loss
@@ -274,13 +294,11 @@ class TSTTrainer(Trainer):
     # ---- publishing ----
 
     def _save_checkpoint(self, model, trial):
-        """Trainer's checkpoint, with the data stream's position (written first: the trainer state, written last,
-        completes it), plus, when pushing to the Hub, the switch checkpoint on its own revision."""
+        """Trainer's checkpoint with the data stream's position, made whole (`resume.save_checkpoint_whole`), plus,
+        when pushing to the Hub, the switch checkpoint on its own revision."""
         step = self.state.global_step
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{step}")
-        if self._block_stream is not None and (self._block_stream.per_process or self.is_world_process_zero()):
-            save_data_state(folder, self._block_stream.state_dict(step), self.args.process_index)
-        super()._save_checkpoint(model, trial)
+        save_checkpoint_whole(self, folder, lambda: super(TSTTrainer, self)._save_checkpoint(model, trial))
         at_switch = self.args.superposition_steps and step == self.args.superposition_steps
         if at_switch and self.args.push_to_hub and self.is_world_process_zero():
             push_phase_switch_checkpoint(self.hub_model_id, folder, step, self.args.hub_token)
@@ -306,11 +324,11 @@ class TSTTrainer(Trainer):
         if self._block_stream is not None and self._block_stream.is_map_style:
             self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
         if "loss" in logs:
-            in_superposition = self.state.global_step <= self.args.superposition_steps
-            logs["tst_bag_size"] = self.args.tst_bag_size if in_superposition else 1
+            phase = phase_name(self.state.global_step, self.args.superposition_steps)
+            logs["tst_bag_size"] = self.args.tst_bag_size if phase == "superposition" else 1
             if self.args.superposition_steps > 0:
-                logs["tst_phase"] = "superposition" if in_superposition else "recovery"
-            if in_superposition:
+                logs["tst_phase"] = phase
+            if phase == "superposition":
                 logs["mce_loss"] = logs["loss"]
             if self.args.tst_skip_nonfinite_steps and self._guard is not None:
                 logs["tst_skipped_steps"] = self._guard.skipped_steps

@@ -236,7 +236,10 @@ def test_without_a_launch_config_the_launcher_gets_the_values_it_would_default_a
     (8, [], ["--num_processes", "8", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
              "--dynamo_backend", "no"]),
     (8, ["--num_processes", "2", "--mixed-precision", "bf16"],
-     ["--num_processes", "2", "--mixed-precision", "bf16", "--num_machines", "1", "--dynamo_backend", "no"]),
+     ["--num_processes", "2", "--mixed-precision", "bf16", "--multi_gpu", "--num_machines", "1", "--dynamo_backend",
+      "no"]),  # several processes need --multi_gpu, or accelerate would silently run one
+    (0, ["--num_processes=2"], ["--num_processes=2", "--multi_gpu", "--num_machines", "1", "--mixed_precision", "no",
+                                "--dynamo_backend", "no"]),
     (8, ["--use_deepspeed"], ["--use_deepspeed", "--num_processes", "8", "--num_machines", "1", "--mixed_precision",
                               "no", "--dynamo_backend", "no"]),
     (8, ["--config_file", "my.yaml"], ["--config_file", "my.yaml"]),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SHRUNK, needs_plots, tiny_llama
 
+from hf_tst.checkpoints import mark_complete
 from hf_tst.ladder import (
     Ladder,
     branch_step,
@@ -145,7 +146,7 @@ def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatc
 
 class FakeRuns:
     """A stand-in for the training runs: each writes the files a finished run leaves (final eval loss from
-    `losses`, a trainer state, a checkpoint at its last step, a model file) and is recorded."""
+    `losses`, a trainer state, a whole checkpoint at its last step, a model file) and is recorded."""
 
     def __init__(self, losses: dict[tuple[str, int], float]):
         self.losses, self.calls = losses, []
@@ -156,9 +157,13 @@ class FakeRuns:
         kind = "stable" if run.name == "stable" else "baseline" if tst_ratio == 0 else "tst"
         loss = self.losses.get((kind, max_steps), 9.0)
         history = [{"step": max_steps, "eval_loss": loss, "num_input_tokens_seen": 100 * max_steps}]
-        (run / f"checkpoint-{max_steps}").mkdir(parents=True, exist_ok=True)
-        for folder in (run, run / f"checkpoint-{max_steps}"):
+        checkpoint = run / f"checkpoint-{max_steps}"
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        for folder in (run, checkpoint):
             (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}))
+        for state in ("optimizer.pt", "scheduler.pt"):
+            (checkpoint / state).write_bytes(b"")
+        mark_complete(str(checkpoint), max_steps)  # whole, as TSTTrainer leaves it
         tiny_llama().save_pretrained(run)
         if kind != "stable":
             (run / "eval_results.json").write_text(json.dumps({"eval_loss": loss}))

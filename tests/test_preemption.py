@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from hf_tst.checkpoints import newest_complete_checkpoint
 from hf_tst.preemption import PREEMPTED_EXIT_CODE
-from hf_tst.resume import newest_complete_checkpoint
 
 RUNNER = Path(__file__).with_name("run_tiny.py")
 # A step drawn at random in each phase of run_tiny.py's 8-step run (switch after step 4); seeded, so a failure

@@ -225,10 +225,11 @@ def test_stream_workers_read_their_own_shards_every_block_once(make_config):
 @pytest.mark.parametrize("shards, workers", [(4, 3), (1, 2)])
 def test_stream_workers_that_do_not_divide_the_shards_are_refused(make_config, shards, workers):
     stream = packed_dataset(40, 8, 97).to_iterable_dataset(num_shards=shards)
-    with pytest.raises(ValueError, match=f"dataloader_num_workers={workers}: .* has {shards} shard\\(s\\); use a "
-                                         "worker count that divides the shards"):
-        TSTTrainer(model=tiny_llama(), train_dataset=stream,
-                   args=make_config(max_steps=4, dataloader_num_workers=workers))
+    trainer = TSTTrainer(model=tiny_llama(), train_dataset=stream,
+                         args=make_config(max_steps=4, dataloader_num_workers=workers))
+    with pytest.raises(ValueError, match=f"dataloader_num_workers={workers}: .* the train_dataset has {shards} "
+                                         r"shard\(s\); use a worker count that divides them"):
+        trainer.train()  # checked where the loader is built, on what each process reads, before any step
 
 
 def test_streaming_dataset_is_read_once_in_its_own_order_across_the_switch(make_config):
