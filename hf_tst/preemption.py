@@ -109,6 +109,8 @@ def signals_left_to_trainers(names: list[str]):
         yield
         return
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # inherited by threads started from here and by children
+    ignored = {signum: signal.signal(signum, signal.SIG_DFL) for signum in signals  # an ignored signal never waits
+               if signal.getsignal(signum) == signal.SIG_IGN}
 
     def pass_on():
         while True:
@@ -121,4 +123,6 @@ def signals_left_to_trainers(names: list[str]):
     try:
         yield
     finally:
+        for signum, handler in ignored.items():
+            signal.signal(signum, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

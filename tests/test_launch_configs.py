@@ -42,8 +42,8 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
     # srun: drop its own options, then run the task once per node with that node's rank.
     stand_in(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done\n'
                               'for rank in $(seq 0 $((SLURM_NNODES - 1))); do SLURM_PROCID=$rank "$@"; done\n')
-    stand_in(bin_dir, "accelerate", f'python3 -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" '
-                                    f'> {tmp_path}/launch-$SLURM_PROCID.json\n')
+    stand_in(bin_dir, "hf-tst", f'python3 -c "import json, sys; print(json.dumps(sys.argv[1:]))" "$@" '
+                                f'> {tmp_path}/launch-$SLURM_PROCID.json\n')
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "gpu-node-[a-b]",
            "SLURM_NNODES": "2"}
     result = subprocess.run(["bash", "recipes/slurm/train.sbatch", "recipes/configs/tiny.yaml", "--tst_bag_size", "8"],
@@ -53,17 +53,17 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
     model_args, data_args, tst_config = None, None, None
     for rank in (0, 1):
         argv = json.loads((tmp_path / f"launch-{rank}.json").read_text())
-        assert argv[0] == "launch"
-        launch = launch_command_parser().parse_args(argv[1:])
+        assert argv[0] == "train"  # hf-tst train: the launcher's flags, then the script's from --config on
+        script_at = argv.index("--config")
+        launch = launch_command_parser().parse_args([*argv[1:script_at], "hf_tst.scripts.train"])
         assert (launch.machine_rank, launch.num_machines, launch.num_processes) == (rank, 2, 16)
         assert (launch.main_process_ip, launch.main_process_port) == ("gpu-node-a", 29500)
         assert launch.config_file == "recipes/accelerate/multinode.yaml"
-        assert launch.training_script == "recipes/train.py"
         cwd = os.getcwd()
         os.chdir(REPO)
         try:
             model_args, data_args, _, tst_config = train_script.make_parser().parse_args_and_config(
-                launch.training_script_args + ["--output_dir", str(tmp_path / "out")])
+                argv[script_at:] + ["--output_dir", str(tmp_path / "out")])
         finally:
             os.chdir(cwd)
     assert tst_config.tst_bag_size == 8 and tst_config.max_steps == 300  # the override over the YAML
@@ -73,7 +73,7 @@ def test_slurm_script_dry_run_launches_one_ranked_process_group_per_node(tmp_pat
 def test_slurm_script_passes_the_preemption_signal_on_and_requeues_and_a_requeued_job_resumes(tmp_path):
     """SLURM signals the batch script (USR1, --signal=B:USR1@300): it signals the job's training processes
     (scancel --signal=USR1), waits for them to save and exit, and requeues the job; a requeued job
-    (SLURM_RESTART_COUNT > 0) resumes from the newest complete checkpoint with the same flags."""
+    (SLURM_RESTART_COUNT > 0) resumes from the newest complete checkpoint, if there is one, with the same flags."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "calls"
@@ -81,7 +81,7 @@ def test_slurm_script_passes_the_preemption_signal_on_and_requeues_and_a_requeue
                                   f'else echo "scontrol $*" >> {calls}; fi\n')
     stand_in(bin_dir, "scancel", f'echo "scancel $*" >> {calls}\n')
     stand_in(bin_dir, "srun", 'while [[ "$1" == --* ]]; do shift; done\nSLURM_PROCID=0 "$@"\n')
-    stand_in(bin_dir, "accelerate", f'touch {tmp_path}/started; sleep 3; echo "$@" > {tmp_path}/launch.txt; exit 1\n')
+    stand_in(bin_dir, "hf-tst", f'touch {tmp_path}/started; sleep 3; echo "$@" > {tmp_path}/launch.txt; exit 1\n')
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_NODELIST": "node-a",
            "SLURM_NNODES": "1", "SLURM_JOB_ID": "4242"}
     batch = subprocess.Popen(["bash", "recipes/slurm/train.sbatch", "recipes/configs/tiny.yaml"], cwd=REPO, env=env,
@@ -99,4 +99,4 @@ def test_slurm_script_passes_the_preemption_signal_on_and_requeues_and_a_requeue
                               cwd=REPO, env={**env, "SLURM_RESTART_COUNT": "1"}, capture_output=True, text=True)
     assert requeued.returncode == 1  # the stand-in training's own status, passed on when not preempted
     assert (tmp_path / "launch.txt").read_text().split()[-4:] == ["--max_steps", "9", "--resume_from_checkpoint",
-                                                                  "last"]
+                                                                  "auto"]  # a node lost before any save starts afresh
