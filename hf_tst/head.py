@@ -18,8 +18,11 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
+from transformers.utils import logging
 
 from .loss import linear_multi_hot_cross_entropy
+
+logger = logging.get_logger(__name__)
 
 
 def final_logit_softcapping(config) -> float | None:
@@ -149,3 +152,18 @@ def fused_head_problem(model: nn.Module, in_forward: bool = False) -> str | None
     if (logits - expected).abs().max() > tolerance * expected.abs().max():
         return "its logits are not its LM head's output (the model transforms them after the head, e.g. scales them)"
     return None
+
+
+def fused_head_for(model: nn.Module, previous: tuple | None, in_forward: bool) -> tuple[nn.Module, FusedLMHead | None]:
+    """(head, its `FusedLMHead` or None) for `model`'s current LM head: `previous` while the head is the same module,
+    else decided anew (`fused_head_problem`, with a warning when it falls back), the previous hooks removed."""
+    head = model.get_output_embeddings()
+    if previous is not None and previous[0] is head:
+        return previous
+    if previous is not None and previous[1] is not None:
+        previous[1].remove()
+    problem = fused_head_problem(model, in_forward=in_forward)
+    if problem is not None:
+        logger.warning(f"tst_fused_lm_head: {type(model).__name__} trains on its materialised logits, because "
+                       f"{problem}.")
+    return head, None if problem else FusedLMHead(model, in_forward=in_forward)

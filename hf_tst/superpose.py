@@ -93,6 +93,17 @@ class EmbeddingSuperposition:
     model class, its config and its saved files never change.
     """
 
+    @classmethod
+    def for_model(cls, model: nn.Module, previous: "EmbeddingSuperposition | None") -> "EmbeddingSuperposition":
+        """The hook on `model`'s current input embedding: `previous` while it is the same module, else a new one
+        (the previous hook removed)."""
+        embedding = model.get_input_embeddings()
+        if previous is not None and previous.embedding_module is embedding:
+            return previous
+        if previous is not None:
+            previous.remove()
+        return cls(embedding)
+
     def __init__(self, embedding_module: nn.Module):
         self.embedding_module = embedding_module
         self._pending: tuple[torch.Tensor, torch.Tensor | None, int] | None = None

@@ -1,9 +1,8 @@
 """`TSTTrainer`: a `transformers.Trainer` that runs the superposition phase, then recovery.
 
-Steps < `args.superposition_steps` read s blocks per row, feed the model bag means and train
-it with the multi-hot cross-entropy; later steps are the plain `Trainer` causal-LM step. The
-model, optimizer state and LR schedule carry over the switch untouched, and what is saved is
-the model as it is: an ordinary causal-LM checkpoint.
+Optimizer steps 1..S (`hf_tst.phase`) read s blocks per row, feed the model bag means and train it with the
+multi-hot cross-entropy; later steps are the plain `Trainer` causal-LM step. Model, optimizer state and LR
+schedule carry over the switch untouched; what is saved is the model as it is, an ordinary causal-LM checkpoint.
 """
 
 import contextlib
@@ -24,7 +23,7 @@ from .config import TSTConfig, as_tst_config
 from .data import PhasedBlockStream, TSTDataCollator
 from .extras import import_deepspeed_only_when_used
 from .guard import NonFiniteGuard, drop_step_gradients
-from .head import FusedLMHead, fused_head_problem
+from .head import FusedLMHead, fused_head_for
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .modeling import pad_token_id, vocab_size
@@ -103,12 +102,9 @@ class TSTTrainer(Trainer):
         return run_settings(self.args, self._rows_per_step(), self.train_dataset)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
-        """`Trainer.train` while holding `output_dir` (`hf_tst.run_lock`), placing the switch of an epoch-based run
-        first (`TSTConfig.place_switch`), refusing before any compute to resume from a checkpoint that is not whole
-        (`hf_tst.checkpoints`; `resume_from_checkpoint` takes a folder, `True`/`"last"` for the newest whole one,
-        or `"auto"` for that one if any) or from one written with other settings, training nothing when the
-        checkpoint ends the run, and leaving the model card in `output_dir` (a card that cannot be written is
-        a warning: it never costs a run)."""
+        """`Trainer.train` holding `output_dir` (`run_lock`), the switch of an epoch-based run placed first; resuming
+        (`resume.resume_point`: a folder, `True`/`"last"`, or `"auto"`) only from a whole checkpoint of the same
+        settings, and training nothing past `max_steps`. Leaves the model card (a failure to is only a warning)."""
         self.args.place_switch(len(self.train_dataset) if has_length(self.train_dataset) else None)
         self._settings_recorder.settings = self.run_settings()
         with hold_output_dir(self.args.output_dir, self.is_world_process_zero(), self._any_process):
@@ -137,9 +133,8 @@ class TSTTrainer(Trainer):
     # ---- data ----
 
     def get_train_dataloader(self) -> DataLoader:
-        """The phase-aware stream of rows, placed at the resumed step (`resume.place_stream`). Built here rather than by
-        `Trainer._get_dataloader`, whose column filtering would strip each row's `bag_size`. Its workers leave
-        the preemption signals to this process."""
+        """The phase-aware stream of rows, placed at the resumed step (`resume.place_stream`), built here as Trainer's
+        column filtering would strip `bag_size`; its workers leave the preemption signals to this process."""
         args = self.args
         if args.superposition_steps == 0:
             check_stream_readers(self.train_dataset, args.dataloader_num_workers, "the train_dataset")
@@ -249,7 +244,9 @@ class TSTTrainer(Trainer):
         if not bagged or self.args.tst_superpose == "output":
             return model(**inputs)
         input_ids, attention_mask = inputs.pop("input_ids"), inputs.pop("attention_mask")
-        return self._embedding_superposition(model).forward(
+        unwrapped = self.accelerator.unwrap_model(model)
+        self._superposition = EmbeddingSuperposition.for_model(unwrapped, self._superposition)
+        return self._superposition.forward(
             model, input_ids, attention_mask, self.args.tst_bag_size, **inputs)
 
     def _fused_lm_head(self, model) -> FusedLMHead | None:
@@ -258,18 +255,9 @@ class TSTTrainer(Trainer):
         sharded weight is gathered. Decided once per head, with a warning when it falls back."""
         if not self.args.tst_fused_lm_head:
             return None
-        unwrapped = self.accelerator.unwrap_model(model)
-        head = unwrapped.get_output_embeddings()
-        if self._fused_head is None or self._fused_head[0] is not head:
-            if self._fused_head is not None and self._fused_head[1] is not None:
-                self._fused_head[1].remove()
-            plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
-            sharded = self.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3
-            problem = fused_head_problem(unwrapped, in_forward=sharded)
-            if problem is not None:
-                logger.warning(f"tst_fused_lm_head: {type(unwrapped).__name__} trains on its materialised logits, "
-                               f"because {problem}.")
-            self._fused_head = (head, None if problem else FusedLMHead(unwrapped, in_forward=sharded))
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        sharded = self.is_fsdp_enabled or getattr(plugin, "zero_stage", None) == 3
+        self._fused_head = fused_head_for(self.accelerator.unwrap_model(model), self._fused_head, sharded)
         return self._fused_head[1]
 
     def _get_num_items_in_batch(self, batch_samples, device):
@@ -282,14 +270,6 @@ class TSTTrainer(Trainer):
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             mass = self.accelerator.gather(mass).sum()
         return mass
-
-    def _embedding_superposition(self, model) -> EmbeddingSuperposition:
-        embedding = self.accelerator.unwrap_model(model).get_input_embeddings()
-        if self._superposition is None or self._superposition.embedding_module is not embedding:
-            if self._superposition is not None:
-                self._superposition.remove()
-            self._superposition = EmbeddingSuperposition(embedding)
-        return self._superposition
 
     # ---- publishing ----
 
