@@ -16,15 +16,16 @@ A scheduler signals the whole process tree, not only the trainers:
   stops its workers when it exits.
 - A launcher would stop its trainers a few seconds after the first signal, mid-save (accelerate's
   single-process launcher SIGKILLs after 5 s, torch elastic after 30 s). `hf-tst train` runs the launcher
-  inside `signals_left_to_trainers`: there the signals are blocked, so no launcher handler ever runs,
-  and a thread passes each one on to the launched processes. The trainers inherit the blocked signals
-  and unblock them once their handlers are installed (a signal that came earlier waits for them), save,
-  and exit with status 75, which the launcher, having waited, reports as its own.
+  inside `signals_left_to_trainers`: there no launcher handler acts on the signals; each one is passed on
+  to the launched processes, which save and exit with status 75, which the launcher, having waited,
+  reports as its own.
 """
 
 import contextlib
+import os
 import signal
 import threading
+import unittest.mock
 from collections.abc import Callable
 
 import psutil
@@ -34,6 +35,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped to be run again
+ELASTIC_SIGNALS = "TORCHELASTIC_SIGNALS_TO_HANDLE"  # the signals torch elastic's launcher stops its workers on
 
 
 class SaveOnSignal(TrainerCallback):
@@ -53,7 +55,9 @@ class SaveOnSignal(TrainerCallback):
     @contextlib.contextmanager
     def handlers(self):
         """The signal handlers, installed for the `with` block and restored however it ends (an exception
-        included: a handler left behind would keep the process, and processes it forks, from being stopped)."""
+        included: a handler left behind would keep the process, and processes it forks, from being stopped),
+        except after a preemption signal: the process is then on its way out with status 75, and the copies
+        of the signal still arriving (a launcher passes on every one it gets) are noted and ignored."""
         self.received, self.stopped_at = None, None
         in_main_thread = threading.current_thread() is threading.main_thread()
         if self.signals and not in_main_thread:
@@ -61,13 +65,12 @@ class SaveOnSignal(TrainerCallback):
                            f"can be installed; {', '.join(s.name for s in self.signals)} will stop the run unsaved.")
         installed = self.signals if in_main_thread else []
         previous = {signum: signal.signal(signum, self._note) for signum in installed}
-        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, installed)  # blocked by `hf-tst train`'s launcher
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            if self.received is None:  # once preempted, later copies of the signal must not kill the exiting process
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.signals and self.any_process(self.received is not None):
@@ -101,28 +104,43 @@ class IgnoreSignalsInWorker:
 
 @contextlib.contextmanager
 def signals_left_to_trainers(names: list[str]):
-    """For a launcher process: while the `with` block runs, the signals `names` are blocked (no handler of the
-    launcher sees them, so none stops or kills the trainers) and a thread passes each one on to this process's
-    children, the trainers, which save and exit with `PREEMPTED_EXIT_CODE`."""
+    """For the launcher process (`hf-tst train`): while the `with` block runs, the signals `names` only pass on to
+    this process's children, the trainers, which save and exit with `PREEMPTED_EXIT_CODE`; the launcher keeps
+    waiting for them. Torch elastic (several processes) is told to leave them alone through its documented
+    `TORCHELASTIC_SIGNALS_TO_HANDLE`; accelerate's single-process launcher has no such setting, and its SIGTERM
+    handler (exit, then SIGKILL to the trainer 5 s later) is kept from replacing ours for the block."""
+    from accelerate.commands import launch as accelerate_launch
+
     signals = {signal.Signals[name] for name in names}
     if not signals or threading.current_thread() is not threading.main_thread():
         yield
         return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)  # inherited by threads started from here and by children
-    ignored = {signum: signal.signal(signum, signal.SIG_DFL) for signum in signals  # an ignored signal never waits
-               if signal.getsignal(signum) == signal.SIG_IGN}
 
-    def pass_on():
-        while True:
-            signum = signal.sigwait(signals)
-            for child in psutil.Process().children():
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    child.send_signal(signum)
+    def pass_on(signum, frame):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.send_signal(signum)
 
-    threading.Thread(target=pass_on, name="hf-tst signals", daemon=True).start()
+    elastic = os.environ.get(ELASTIC_SIGNALS, "SIGTERM,SIGINT,SIGHUP,SIGQUIT")
+    previous = {signum: signal.signal(signum, pass_on) for signum in signals}
+    os.environ[ELASTIC_SIGNALS] = ",".join(name for name in elastic.split(",") if name.strip() not in names)
     try:
-        yield
+        with unittest.mock.patch.object(accelerate_launch, "signal", KeepHandlersOf(signals)):
+            yield
     finally:
-        for signum, handler in ignored.items():
+        os.environ[ELASTIC_SIGNALS] = elastic
+        for signum, handler in previous.items():
             signal.signal(signum, handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+class KeepHandlersOf:
+    """The `signal` module, except that installing a handler for one of `signals` leaves the current one."""
+
+    def __init__(self, signals: set[signal.Signals]):
+        self.signals = signals
+
+    def __getattr__(self, name: str):
+        return getattr(signal, name)
+
+    def signal(self, signum, handler):
+        return signal.getsignal(signum) if signum in self.signals else signal.signal(signum, handler)
