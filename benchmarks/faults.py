@@ -34,7 +34,7 @@ TINY = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/
         "--config_overrides", "hidden_size=32,intermediate_size=64,num_hidden_layers=1", "--max_steps", "12",
         "--tst_ratio", "0.25", "--per_device_train_batch_size", "4", "--warmup_steps", "2",
         "--lr_scheduler_kwargs", '{"num_decay_steps": 4, "decay_type": "linear"}', "--logging_steps", "1",
-        "--eval_strategy", "no", "--save_steps", "2", "--save_total_limit", "none", "--max_eval_blocks", "8",
+        "--eval_strategy", "no", "--save_steps", "2", "--save_total_limit", "100", "--max_eval_blocks", "8",
         "--disable_tqdm", "true", "--use_cpu", "true"]
 
 
@@ -55,6 +55,12 @@ def losses(output_dir: str) -> dict[int, float]:
 def error_line(result: subprocess.CompletedProcess) -> str:
     lines = [line for line in result.stderr.splitlines() if line.startswith("hf-tst train: error:")]
     return lines[-1] if lines else f"(no error line; status {result.returncode})"
+
+
+def quote(line: str, phrase: str) -> str:
+    """The part of `line` from `phrase` to the end of its clause, or the line's start."""
+    found = re.search(re.escape(phrase) + "[^.;]*", line)
+    return found.group(0) if found else line[:90]
 
 
 class Cases:
@@ -131,7 +137,8 @@ class Cases:
         refused = explicit.returncode == 2 and named in error_line(explicit)
         same, resumed = self.resumed_matches(out)
         return (f"named: refused naming {named}; last: checkpoint-6, the uninterrupted losses",
-                f"named: {error_line(explicit)[-90:]}; last: {resumed}", refused and same)
+                f"named: status {explicit.returncode}, {quote(error_line(explicit), named)}; last: {resumed}",
+                refused and same)
 
     def torn_weights(self):
         """The newest checkpoint's model.safetensors cut short."""
@@ -196,7 +203,7 @@ class Cases:
         line = error_line(result) + " " + " ".join(re.findall(r"dataloader_num_workers=2: [^\n]*", result.stderr))
         refused = "process 1's part of the train_dataset (2 processes) has 1 shard(s)" in line
         return ("refused before any step, naming each process's part (2 processes run)",
-                (re.search(r"process \d's part[^;]*", line) or re.search(r".{0,100}", line)).group(0),
+                quote(line, "process 1's part"),
                 result.returncode != 0 and refused)
 
 
@@ -212,7 +219,7 @@ def main():
         cases = Cases(scratch)
         for name in cli.cases:
             expected, observed, ok = getattr(cases, name)()
-            rows.append([getattr(Cases, name).__doc__.split(":")[0].rstrip("."), expected, observed,
+            rows.append([" ".join(getattr(Cases, name).__doc__.split()), expected, observed,
                          "ok" if ok else "FAILED"])
             print(f"{name}: {rows[-1][-1]} ({observed})", flush=True)
     failed = sum(row[-1] != "ok" for row in rows)

@@ -6,7 +6,8 @@
 Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
 embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
 take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
-`--resume_from_checkpoint last` resumes from the newest complete checkpoint in `--output_dir`.
+`--resume_from_checkpoint last` resumes from the newest whole checkpoint in `--output_dir` (`auto`: that one,
+or a fresh start when there is none).
 Under `hf-tst train`, flags that are none of these go to `accelerate launch` (`--num_processes`,
 `--mixed_precision`, `--config_file`; `accelerate launch --help` lists them); `--debug` shows the
 traceback of an error, which is otherwise one line.
