@@ -1,6 +1,6 @@
 """Reliability figures: what a cluster does to a long run, injected into the real `hf-tst train` at tiny size.
 
-Every case runs `hf-tst train` (the launcher and its trainer, in a process group of their own) on a shrunk
+Every case runs `hf-tst train` (the launcher and its trainers, in a session of their own) on a shrunk
 tiny config (a one-layer model, 12 steps, switch after step 3, a checkpoint every 2 steps), injects one fault
 (`fault_injection/sitecustomize.py`, on the PYTHONPATH of every process), and compares what happened with an
 uninterrupted run of the same config: exit status, which checkpoints are whole, and the per-step losses once
@@ -39,7 +39,7 @@ TINY = ["--config", "recipes/configs/tiny.yaml", "--train_files", "recipes/data/
 
 
 def hf_tst_train(output_dir: str, *flags: str, faults: dict | None = None) -> subprocess.CompletedProcess:
-    """`hf-tst train` on the tiny config into `output_dir`, in its own process group, with `faults` injected."""
+    """`hf-tst train` on the tiny config into `output_dir`, in a session of its own, with `faults` injected."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(faults or {}),
            "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "benchmarks", "fault_injection"), REPO])}
     return subprocess.run([HF_TST, "train", *TINY, "--output_dir", output_dir, *flags], cwd=REPO, env=env,
@@ -68,47 +68,56 @@ class Cases:
 
     def __init__(self, scratch: str):
         self.scratch = scratch
-        self.reference = None
+        self.references = {}
 
     def folder(self, name: str) -> str:
         return os.path.join(self.scratch, name)
 
-    def uninterrupted(self) -> dict[int, float]:
-        if self.reference is None:
-            result = hf_tst_train(self.folder("reference"))
+    def uninterrupted(self, *launch: str) -> dict[int, float]:
+        """The losses of the run uninterrupted, launched with `launch` (the first one's folder is `reference`)."""
+        if launch not in self.references:
+            out = self.folder("reference" + "-".join(launch))
+            result = hf_tst_train(out, *launch)
             assert result.returncode == 0, result.stderr[-3000:]
-            self.reference = losses(self.folder("reference"))
-        return self.reference
+            self.references[launch] = losses(out)
+        return self.references[launch]
 
-    def resumed_matches(self, out: str, *flags: str) -> tuple[bool, str]:
-        resumed = hf_tst_train(out, "--resume_from_checkpoint", "last", *flags)
-        same = resumed.returncode == 0 and losses(out) == self.uninterrupted()
+    def resumed_matches(self, out: str, *flags: str, launch: tuple[str, ...] = ()) -> tuple[bool, str]:
+        resumed = hf_tst_train(out, "--resume_from_checkpoint", "last", *launch, *flags)
+        same = resumed.returncode == 0 and losses(out) == self.uninterrupted(*launch)
         return same, "resumed: the uninterrupted losses" if same else f"resumed: status {resumed.returncode}, " \
             "losses differ" if resumed.returncode == 0 else f"resume failed: {error_line(resumed)}"
 
-    def preempted(self, name, faults, *flags, step):
+    def preempted(self, name, faults, *flags, step, launch: tuple[str, ...] = ()):
         out = self.folder(name)
-        result = hf_tst_train(out, *flags, faults=faults)
+        result = hf_tst_train(out, *launch, *flags, faults=faults)
         whole = newest_complete_checkpoint(out)
         saved = whole is not None and whole.endswith(f"checkpoint-{step}")
-        same, resumed = self.resumed_matches(out, *flags)
+        same, resumed = self.resumed_matches(out, *flags, launch=launch)
         observed = f"status {result.returncode}; newest whole checkpoint {os.path.basename(whole or 'none')}; {resumed}"
         return (f"status {PREEMPTED_EXIT_CODE}; checkpoint-{step} whole; resumed: the uninterrupted losses", observed,
                 result.returncode == PREEMPTED_EXIT_CODE and saved and same)
 
     def group_sigterm_with_workers(self):
-        """SIGTERM to the whole process group (launcher, trainer, 2 DataLoader workers) at step 5."""
+        """SIGTERM to the whole process tree (launcher, trainer, 2 DataLoader workers) at step 5."""
         return self.preempted("workers", {"HF_TST_FAULT_GROUP_SIGTERM_AT": "5"}, "--dataloader_num_workers", "2",
                               step=5)
 
     def slow_save_and_second_signal(self):
-        """Group SIGTERM at step 7; the save takes 8 s more, past the launcher's 5 s grace, and a second group SIGTERM
+        """SIGTERM to the tree at step 7; the save takes 8 s more, past the launcher's 5 s grace, and a second SIGTERM
         arrives during it."""
         return self.preempted("slow-save", {"HF_TST_FAULT_GROUP_SIGTERM_AT": "7", "HF_TST_FAULT_SLOW_SAVE": "8"},
                               step=7)
 
+    def two_processes_slow_save(self):
+        """Two processes under torch elastic (--num_processes 2), its grace cut to 2 s: SIGTERM to the tree at step 7,
+        the save 6 s longer, a second SIGTERM to the tree during it."""
+        return self.preempted("two-processes", {"HF_TST_FAULT_GROUP_SIGTERM_AT": "7", "HF_TST_FAULT_SLOW_SAVE": "6",
+                                                "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": "2"},
+                              step=7, launch=("--num_processes", "2"))
+
     def sigkill_during_save(self):
-        """SIGKILL to the whole group in the middle of step 6's save (a lost node)."""
+        """SIGKILL to the whole tree in the middle of step 6's save (a lost node)."""
         out = self.folder("sigkill")
         result = hf_tst_train(out, faults={"HF_TST_FAULT_SIGKILL_IN_SAVE": "6"})
         whole = os.path.basename(newest_complete_checkpoint(out) or "none")
@@ -210,7 +219,7 @@ class Cases:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     names = [name for name in vars(Cases) if not name.startswith("_") and callable(getattr(Cases, name))
-             and getattr(Cases, name).__doc__ and name not in ("folder", "uninterrupted")]
+             and getattr(Cases, name).__doc__ and name not in ("folder", "uninterrupted", "resumed_matches")]
     parser.add_argument("--cases", nargs="+", choices=names, default=names)
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "faults-cpu.md"))
     cli = parser.parse_args()

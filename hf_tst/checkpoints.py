@@ -29,29 +29,30 @@ OPTIMIZER_STATE = re.compile(r"^(optimizer\.(pt|bin)|optimizer_\d+/.*|global_ste
 SCHEDULER_STATE = re.compile(r"^(scheduler\.pt|global_step\d+/.*)$")
 
 
-def folder_files(folder: str) -> dict[str, int]:
-    """Every file under `folder` (paths relative to it, '/'-separated) with its size in bytes."""
+def mark_complete(folder: str, step: int) -> None:
+    """Record `folder` as a whole checkpoint of `step`: sync each of its files and take its size from the open file
+    (what this process's file system holds now, not a cached size of a file another node wrote), then write
+    `COMPLETE` under a name of this process's and rename it into place. Leftover records are not files of the
+    checkpoint."""
     files = {}
     for root, _, names in os.walk(folder):
         for name in names:
-            path = os.path.join(root, name)
-            files[os.path.relpath(path, folder).replace(os.sep, "/")] = os.path.getsize(path)
-    return files
-
-
-def mark_complete(folder: str, step: int) -> None:
-    """Record `folder` as a whole checkpoint of `step`: sync its files, then write `COMPLETE` atomically."""
-    files = folder_files(folder)
-    files.pop(COMPLETE, None)
-    for name in files:
-        with open(os.path.join(folder, name), "rb") as f:
-            os.fsync(f.fileno())
-    temporary = os.path.join(folder, COMPLETE + ".tmp")
+            relative = os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+            if not relative.startswith(COMPLETE):
+                with open(os.path.join(root, name), "rb") as f:
+                    os.fsync(f.fileno())
+                    files[relative] = os.fstat(f.fileno()).st_size
+    temporary = os.path.join(folder, f"{COMPLETE}.{os.getpid()}.tmp")
     with open(temporary, "w") as f:
         json.dump({"step": step, "files": files}, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(temporary, os.path.join(folder, COMPLETE))
+    descriptor = os.open(folder, os.O_RDONLY)  # the rename itself survives a crash once the folder is synced
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def unmark(folder: str) -> None:
@@ -68,7 +69,9 @@ def checkpoint_problem(folder: str, require_optimizer: bool = True) -> str | Non
     record = os.path.join(folder, COMPLETE)
     if not os.path.isfile(record):
         return (f"it has no {COMPLETE}, the record hf_tst writes after every other file of a checkpoint: its save "
-                "was interrupted (a kill, a full disk), or another tool wrote it")
+                "was interrupted (a kill, a full disk), or a plain Trainer or an hf_tst without the record wrote it "
+                "(if you know it is whole, record it: python -c \"from hf_tst.checkpoints import mark_complete; "
+                f"mark_complete('{folder}', STEP)\")")
     try:
         with open(record) as f:
             files = json.load(f)["files"]
@@ -106,14 +109,17 @@ def newest_complete_checkpoint(output_dir: str, require_optimizer: bool = True) 
 def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: str,
                        require_optimizer: bool = True) -> str | None:
     """The checkpoint folder to resume from: the given one, the newest whole one in `output_dir` with `True` or
-    `"last"`, or with `"auto"` that one if there is one (a requeued job that may not have saved yet). Refuses,
-    by name, a folder that is not a whole checkpoint, and `last` in a folder that holds none."""
+    `"last"`, or with `"auto"` that one, or a fresh start when no save in `output_dir` got as far as its trainer
+    state (a requeued job that had not saved yet, or was killed in its first save; checkpoints that are whole but
+    unusable, such as weights-only ones, are refused rather than trained over). Refuses, by name, a folder that
+    is not a whole checkpoint, and `last` in a folder that holds none."""
     if not resume_from_checkpoint:
         return None
     if resume_from_checkpoint in (*NEWEST, IF_ANY):
         newest = newest_complete_checkpoint(output_dir, require_optimizer)
-        if newest is None and resume_from_checkpoint != IF_ANY:
-            found = [folder for _, folder in checkpoints_by_step(output_dir)]
+        found = [folder for _, folder in checkpoints_by_step(output_dir)]
+        saved = any(os.path.isfile(os.path.join(folder, TRAINER_STATE)) for folder in found)
+        if newest is None and (saved or resume_from_checkpoint != IF_ANY):
             why = f"; the newest, {found[0]}, is not: {checkpoint_problem(found[0], require_optimizer)}" if found \
                 else ""
             raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r}, but {output_dir} holds no complete "

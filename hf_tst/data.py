@@ -167,7 +167,9 @@ class PhasedBlockStream(IterableDataset):
         stream, batch = blocks(), self.batch_size
         for read in itertools.count():  # this worker's rows; the loader takes batches from the workers in turn
             row = self._start_row + ((read // batch) * workers + worker_id) * batch + read % batch
-            if workers == 1 and row % self.rows_per_step == 0:  # a checkpoint can only fall between steps
+            # remembered only where read in the training process (a worker's copy of the stream is lost with it),
+            # and between steps, where a checkpoint can fall
+            if get_worker_info() is None and row % self.rows_per_step == 0:
                 self._remember_position(row)
             yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if self.row_is_bagged(row) else 1))
 

@@ -6,11 +6,10 @@ the whole step, alike on every process (one flag reduced over processes, one dev
 
 - stop: a `FloatingPointError` names the step, its phase and the newest complete checkpoint,
   so nothing after the last good step is trained or saved;
-- or, with `skip=True`, mark the step: the trainer then drops its gradients (`drop_step_gradients`), and
-  the optimizer leaves every parameter and its moments as they were.
+- or, with `tst_skip_nonfinite_steps=True`, mark the step: the trainer then drops its gradients
+  (`drop_step_gradients`), and the optimizer leaves every parameter and its moments as they were.
 
-A loss may hold one value per device (single-process multi-GPU `DataParallel` returns the losses
-of its replicas as a vector): any non-finite entry counts.
+A loss holding several values (a subclass's per-device or per-token losses) is non-finite when any entry is.
 """
 
 from collections.abc import Callable
@@ -18,18 +17,17 @@ from collections.abc import Callable
 import torch
 
 from .checkpoints import newest_complete_checkpoint
+from .phase import phase_name
 
 
 class NonFiniteGuard:
-    """Watches the losses of each optimizer step. `any_process(flag)` reduces a 0-d bool tensor over
-    the processes and returns whether any process set it (every process must call it)."""
+    """Watches the losses of each optimizer step of a run with `args` (a `TSTConfig`: whether to skip, the phase
+    switch, the checkpoints to name). `any_process(flag)` reduces a 0-d bool tensor over the processes and
+    returns whether any process set it (every process must call it)."""
 
-    def __init__(self, *, skip: bool, any_process: Callable[[torch.Tensor], bool], superposition_steps: int,
-                 output_dir: str):
-        self.skip = skip
+    def __init__(self, args, any_process: Callable[[torch.Tensor], bool]):
+        self.args = args
         self.any_process = any_process
-        self.superposition_steps = superposition_steps
-        self.output_dir = output_dir
         self.skipped_steps = 0
         self._seen = None  # whether the current step has seen a non-finite loss (a device tensor)
         self._skip_pending = False
@@ -44,11 +42,11 @@ class NonFiniteGuard:
         seen, self._seen = self._seen, None
         if not self.any_process(seen):
             return
-        if self.skip:
+        if self.args.tst_skip_nonfinite_steps:
             self._skip_pending = True
             return
-        phase = "superposition" if step <= self.superposition_steps else "recovery"
-        checkpoint = newest_complete_checkpoint(self.output_dir)
+        checkpoint = newest_complete_checkpoint(self.args.output_dir, not self.args.tst_resume_without_optimizer)
+        phase = phase_name(step, self.args.superposition_steps)
         raise FloatingPointError(
             f"non-finite training loss at step {step} ({phase} phase); the run stopped before that step's "
             f"optimizer update, so nothing after step {step - 1} was trained or saved. Last complete checkpoint: "

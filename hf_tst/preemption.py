@@ -6,7 +6,7 @@ restores the previous ones when it ends, by an exception too. A handler only not
 end of every optimizer step the processes agree whether any of them got one (one all-reduce of a flag
 per step), and if so, all of them finish that step, save a complete checkpoint and leave training with
 `PREEMPTED_EXIT_CODE`, which the shipped sbatch script turns into a requeue; the requeued job resumes
-from the newest complete checkpoint (`--resume_from_checkpoint last`). A second signal while the
+from the newest whole checkpoint (`--resume_from_checkpoint auto` in the sbatch script). A second signal while the
 checkpoint is written is noted and ignored, so it cannot cut the save short. Handlers can only be
 installed from the main thread; elsewhere a warning says the run is unprotected.
 
@@ -35,7 +35,9 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: stopped to be run again
-ELASTIC_SIGNALS = "TORCHELASTIC_SIGNALS_TO_HANDLE"  # the signals torch elastic's launcher stops its workers on
+# The signals torch elastic's launcher stops its workers on: torchrun's --signals_to_handle (read from the first when
+# the flag is not given), which the launcher then copies into the second, read where the handlers are installed.
+ELASTIC_SIGNALS = ("PET_SIGNALS_TO_HANDLE", "TORCHELASTIC_SIGNALS_TO_HANDLE")
 
 
 class SaveOnSignal(TrainerCallback):
@@ -56,8 +58,9 @@ class SaveOnSignal(TrainerCallback):
     def handlers(self):
         """The signal handlers, installed for the `with` block and restored however it ends (an exception
         included: a handler left behind would keep the process, and processes it forks, from being stopped),
-        except after a preemption signal: the process is then on its way out with status 75, and the copies
-        of the signal still arriving (a launcher passes on every one it gets) are noted and ignored."""
+        except after a preemption: the process is then on its way out with status 75, and the copies of the
+        signal still arriving (a launcher passes on every one it gets) are noted and ignored. A signal that came
+        after the last step ended (during the final save) is delivered again once the handlers are restored."""
         self.received, self.stopped_at = None, None
         in_main_thread = threading.current_thread() is threading.main_thread()
         if self.signals and not in_main_thread:
@@ -65,12 +68,16 @@ class SaveOnSignal(TrainerCallback):
                            f"can be installed; {', '.join(s.name for s in self.signals)} will stop the run unsaved.")
         installed = self.signals if in_main_thread else []
         previous = {signum: signal.signal(signum, self._note) for signum in installed}
+        finished = False
         try:
             yield
+            finished = True
         finally:
-            if self.received is None:  # once preempted, later copies of the signal must not kill the exiting process
+            if self.stopped_at is None:  # once preempted, later copies of the signal must not kill the exiting process
                 for signum, handler in previous.items():
                     signal.signal(signum, handler)
+                if finished and self.received is not None:  # it came after the last step: acted on now, as if unhandled
+                    signal.raise_signal(self.received)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.signals and self.any_process(self.received is not None):
@@ -107,7 +114,7 @@ def signals_left_to_trainers(names: list[str]):
     """For the launcher process (`hf-tst train`): while the `with` block runs, the signals `names` only pass on to
     this process's children, the trainers, which save and exit with `PREEMPTED_EXIT_CODE`; the launcher keeps
     waiting for them. Torch elastic (several processes) is told to leave them alone through its documented
-    `TORCHELASTIC_SIGNALS_TO_HANDLE`; accelerate's single-process launcher has no such setting, and its SIGTERM
+    settings (`ELASTIC_SIGNALS`); accelerate's single-process launcher has no such setting, and its SIGTERM
     handler (exit, then SIGKILL to the trainer 5 s later) is kept from replacing ours for the block."""
     from accelerate.commands import launch as accelerate_launch
 
@@ -121,14 +128,14 @@ def signals_left_to_trainers(names: list[str]):
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.send_signal(signum)
 
-    elastic = os.environ.get(ELASTIC_SIGNALS, "SIGTERM,SIGINT,SIGHUP,SIGQUIT")
+    elastic = os.environ.get(ELASTIC_SIGNALS[0], os.environ.get(ELASTIC_SIGNALS[1], "SIGTERM,SIGINT,SIGHUP,SIGQUIT"))
+    elastic = ",".join(name for name in elastic.split(",") if name.strip() not in names)
     previous = {signum: signal.signal(signum, pass_on) for signum in signals}
-    os.environ[ELASTIC_SIGNALS] = ",".join(name for name in elastic.split(",") if name.strip() not in names)
     try:
-        with unittest.mock.patch.object(accelerate_launch, "signal", KeepHandlersOf(signals)):
+        with (unittest.mock.patch.dict(os.environ, dict.fromkeys(ELASTIC_SIGNALS, elastic)),
+              unittest.mock.patch.object(accelerate_launch, "signal", KeepHandlersOf(signals))):
             yield
     finally:
-        os.environ[ELASTIC_SIGNALS] = elastic
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

@@ -39,7 +39,7 @@ def resume_point(trainer, resume_from_checkpoint: str | bool | None) -> tuple[st
     `checkpoints.resolve_checkpoint` does and checked against the run's settings. On the main process,
     folders past it that are not whole checkpoints (interrupted saves) are deleted, with a warning: they
     would never be resumed, and checkpoint rotation, which goes by step number, would keep them instead of
-    whole ones."""
+    whole ones. Only this run's own `output_dir` is cleaned: a checkpoint of another run (a branch) is not ours."""
     args = trainer.args
     checkpoint = resolve_checkpoint(resume_from_checkpoint, args.output_dir,
                                     require_optimizer=not args.tst_resume_without_optimizer)
@@ -47,8 +47,9 @@ def resume_point(trainer, resume_from_checkpoint: str | bool | None) -> tuple[st
         return None
     check_resume_settings(checkpoint, trainer.run_settings(), args.tst_allow_changed_settings)
     step = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE)).global_step
-    if trainer.is_world_process_zero():
-        for folder, problem in unusable_checkpoints_after(os.path.dirname(checkpoint), step).items():
+    if trainer.is_world_process_zero() and os.path.realpath(os.path.dirname(checkpoint)) == os.path.realpath(
+            args.output_dir):
+        for folder, problem in unusable_checkpoints_after(args.output_dir, step).items():
             logger.warning(f"deleting {folder}, which is not a whole checkpoint ({problem}): the resumed run saves "
                            "its steps again.")
             shutil.rmtree(folder, ignore_errors=True)
@@ -57,7 +58,12 @@ def resume_point(trainer, resume_from_checkpoint: str | bool | None) -> tuple[st
 
 def finished_run_output(trainer, checkpoint: str) -> TrainOutput:
     """What `train()` returns when `checkpoint` already holds the run's last step: the model and state loaded from
-    it, nothing trained (a requeued job whose run had finished must not train past `max_steps`)."""
+    it, nothing trained (a requeued job whose run had finished must not train past `max_steps`). Under DeepSpeed
+    or FSDP the weights load only once training has set them up, so such a run is refused instead."""
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
+        raise ValueError(f"{checkpoint} is at the run's last step (max_steps={trainer.args.max_steps}): the run is "
+                         "complete, and under DeepSpeed or FSDP its weights cannot be loaded without training; use "
+                         "that checkpoint as it is, or raise max_steps to train on.")
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE))
     logger.warning(f"{checkpoint} is at step {trainer.state.global_step} of max_steps={trainer.args.max_steps}: the "
@@ -78,9 +84,9 @@ def place_stream(stream: PhasedBlockStream, resumed: tuple[str, int] | None, arg
     if any_process(position is None):
         if args.ignore_data_skip:
             raise ValueError(f"ignore_data_skip=True, but {checkpoint} holds no position of the streamed "
-                             "train_dataset, so the stream can only be replayed to its step, which ignore_data_skip "
-                             "forbids (started at its beginning, every step would read the wrong phase's rows); "
-                             "resume without ignore_data_skip.")
+                             "train_dataset (a stream read by DataLoader workers saves none), so the stream can only "
+                             "be replayed to its step, which ignore_data_skip forbids (started at its beginning, every "
+                             "step would read the wrong phase's rows); resume without ignore_data_skip.")
         return False
     stream.load_state_dict(position)
     return True
@@ -89,29 +95,42 @@ def place_stream(stream: PhasedBlockStream, resumed: tuple[str, int] | None, arg
 def save_checkpoint_whole(trainer, folder: str, save: Callable[[], None]) -> None:
     """Write a checkpoint so that it counts only once whole: the data stream's position and then `save()`
     (Trainer's files), every process done, then the completeness record (`checkpoints.mark_complete`); older
-    checkpoints are rotated away (`save_total_limit`) only after that. A save that fails stops the run with
-    a `CheckpointSaveError` naming the folder, the cause and the newest whole checkpoint."""
+    checkpoints are rotated away (`save_total_limit`) only after that. A save that fails on any process stops
+    the run on every process (none is left waiting for it) with a `CheckpointSaveError` naming the folder, the
+    cause and the newest whole checkpoint."""
     args, stream, step = trainer.args, trainer._block_stream, trainer.state.global_step
     limit, args.save_total_limit = args.save_total_limit, None  # Trainer would rotate before the record exists
+    failure = None
     try:
         if args.should_save:  # a folder saved again (a resumed run's step) is not whole until its new record
             unmark(folder)
         if stream is not None and (stream.per_process or trainer.is_world_process_zero()):
             save_data_state(folder, stream.state_dict(step), args.process_index)
         save()
-        trainer.accelerator.wait_for_everyone()
-        if args.should_save:
-            mark_complete(folder, step)
-    except Exception as error:
-        cause = error.strerror if isinstance(error, OSError) and error.strerror else f"{type(error).__name__}: {error}"
-        raise CheckpointSaveError(
-            f"could not save the checkpoint of step {step} to {folder} ({cause}); that folder will never be resumed. "
-            f"Newest complete checkpoint: {newest_complete_checkpoint(os.path.dirname(folder)) or 'none'}; fix the "
-            "cause (free disk space) and resume with --resume_from_checkpoint last.") from error
+    except Exception as error:  # noqa: BLE001 - raised below, on every process, once they have agreed
+        failure = error
     finally:
         args.save_total_limit = limit
+    if not trainer._any_process(failure is not None) and args.should_save:  # every process has written its files
+        try:
+            mark_complete(folder, step)
+        except OSError as error:
+            failure = error
+    if trainer._any_process(failure is not None):
+        if failure is None:
+            cause = "another process could not write its part"
+        elif isinstance(failure, OSError) and failure.strerror:
+            cause = failure.strerror
+        else:
+            cause = f"{type(failure).__name__}: {failure}"
+        newest = newest_complete_checkpoint(os.path.dirname(folder), not args.tst_resume_without_optimizer)
+        raise CheckpointSaveError(
+            f"could not save the checkpoint of step {step} to {folder} ({cause}); that folder will never be resumed. "
+            f"Newest complete checkpoint: {newest or 'none'}; fix the cause (free disk space) and resume with "
+            "--resume_from_checkpoint last.") from failure
     if args.should_save:
         rotate_checkpoints(os.path.dirname(folder), limit, trainer.state.best_model_checkpoint, use_mtime=True)
+
 
 def run_settings(args, rows_per_step: int, dataset) -> dict:
     """The settings of a run that place the phase switch and decide which block each row reads: rows per
@@ -149,9 +168,8 @@ def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -
 
 
 def save_data_state(checkpoint: str, state: dict | None, process_index: int) -> None:
-    """Write a process's data stream position into `checkpoint` (made if missing), before the trainer state
-    that completes the checkpoint; nothing when the position is unknown (the resumed run then replays the
-    stream)."""
+    """Write a process's data stream position into `checkpoint` (made if missing), before Trainer's files and the
+    completeness record; nothing when the position is unknown (the resumed run then replays the stream)."""
     if state is not None:
         os.makedirs(checkpoint, exist_ok=True)
         with open(os.path.join(checkpoint, DATA_STATE.format(process_index)), "w") as f:

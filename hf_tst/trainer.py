@@ -27,7 +27,7 @@ from .head import FusedLMHead, fused_head_for
 from .hub import push_phase_switch_checkpoint, write_model_card
 from .loss import multi_hot_cross_entropy, valid_target_weights
 from .modeling import pad_token_id, vocab_size
-from .phase import check_batch_phase, phase_name
+from .phase import check_batch_phase, in_superposition, phase_name
 from .preemption import IgnoreSignalsInWorker, SaveOnSignal
 from .resume import finished_run_output, place_stream, resume_point, run_settings, save_checkpoint_whole
 from .run_lock import hold_output_dir
@@ -111,9 +111,7 @@ class TSTTrainer(Trainer):
             self._resumed = resume_point(self, resume_from_checkpoint)
             if self._resumed is not None and self._resumed[1] >= self.args.max_steps > 0:
                 return finished_run_output(self, self._resumed[0])
-            self._guard = NonFiniteGuard(skip=self.args.tst_skip_nonfinite_steps, output_dir=self.args.output_dir,
-                                         superposition_steps=self.args.superposition_steps,
-                                         any_process=self._any_process)
+            self._guard = NonFiniteGuard(self.args, any_process=self._any_process)
             self._switch_watch = SwitchWatch(
                 self.args.superposition_steps, self.args.gradient_accumulation_steps,
                 reduce=lambda loss: nested_gather(loss, self.args.parallel_mode).mean().item())
@@ -304,11 +302,11 @@ class TSTTrainer(Trainer):
         if self._block_stream is not None and self._block_stream.is_map_style:
             self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
         if "loss" in logs:
-            phase = phase_name(self.state.global_step, self.args.superposition_steps)
-            logs["tst_bag_size"] = self.args.tst_bag_size if phase == "superposition" else 1
+            superposed = in_superposition(self.state.global_step, self.args.superposition_steps)
+            logs["tst_bag_size"] = self.args.tst_bag_size if superposed else 1
             if self.args.superposition_steps > 0:
-                logs["tst_phase"] = phase
-            if phase == "superposition":
+                logs["tst_phase"] = phase_name(self.state.global_step, self.args.superposition_steps)
+            if superposed:
                 logs["mce_loss"] = logs["loss"]
             if self.args.tst_skip_nonfinite_steps and self._guard is not None:
                 logs["tst_skipped_steps"] = self._guard.skipped_steps

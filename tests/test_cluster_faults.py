@@ -94,13 +94,27 @@ class FullDiskAt(TSTTrainer):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_a_full_disk_stops_the_run_naming_the_folder_and_keeps_every_whole_checkpoint(tmp_path, finished, make_config):
-    trainer = trainer_for(tmp_path, make_config, FullDiskAt, save_total_limit=1)
+def record_fails_at_step_4(folder, step):
+    """The completeness record of step 4 fails for want of space: every one of Trainer's files is written (where
+    Trainer alone would already have rotated the older checkpoints away)."""
+    if step == 4:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), folder)
+    mark_complete(folder, step)
+
+
+@pytest.mark.parametrize("fails_in", ["Trainer's files", "the completeness record"])
+def test_a_full_disk_stops_the_run_naming_the_folder_and_keeps_every_whole_checkpoint(tmp_path, finished, make_config,
+                                                                                       monkeypatch, fails_in):
+    if fails_in == "the completeness record":
+        monkeypatch.setattr("hf_tst.resume.mark_complete", record_fails_at_step_4)
+    trainer = trainer_for(tmp_path, make_config, FullDiskAt if fails_in == "Trainer's files" else TSTTrainer,
+                          save_total_limit=1)
     with pytest.raises(CheckpointSaveError, match=r"could not save the checkpoint of step 4 to .*checkpoint-4 \(No "
                                                   r"space left on device\); that folder will never be resumed\. Newest "
                                                   r"complete checkpoint: .*checkpoint-3"):
         trainer.train()
     assert newest_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-3")  # not rotated away
+    monkeypatch.undo()
     resumed = trainer_for(tmp_path, make_config, save_total_limit=1)
     resumed.train(resume_from_checkpoint="last")
     assert step_losses(resumed) == finished[1]
@@ -154,13 +168,50 @@ def test_resuming_a_finished_run_trains_nothing_and_says_so(tmp_path, finished, 
                                                  resumed.model.state_dict().values(), strict=True))
 
 
-def test_a_requeued_job_that_never_saved_starts_afresh_with_auto(tmp_path, finished, make_config):
+@pytest.mark.parametrize("left", ["nothing", "a first save cut short"])
+def test_a_requeued_job_that_never_saved_starts_afresh_with_auto(tmp_path, finished, make_config, left):
+    if left == "a first save cut short":
+        (tmp_path / "checkpoint-2").mkdir()
+        (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(b"\0" * 10)
     fresh = trainer_for(tmp_path, make_config)
     fresh.train(resume_from_checkpoint="auto")
     assert step_losses(fresh) == finished[1]
     resumed = trainer_for(tmp_path, make_config, max_steps=6)
     resumed.train(resume_from_checkpoint="auto")  # now there is one: the finished run, nothing to train
     assert resumed.state.global_step == 6
+
+
+def test_auto_refuses_checkpoints_it_cannot_resume_rather_than_training_over_them(tmp_path, make_config):
+    """Weights-only checkpoints (or ones written without the completeness record) are saved work: a fresh start in
+    their folder would rotate them away."""
+    trainer_for(tmp_path, make_config, save_only_model=True, max_steps=2).train()
+    with pytest.raises(ValueError, match="resume_from_checkpoint='auto', but .* holds no complete checkpoint; the "
+                                         "newest, .*checkpoint-2, is not: it holds no optimizer state"):
+        trainer_for(tmp_path, make_config, max_steps=4).train(resume_from_checkpoint="auto")
+    assert os.listdir(tmp_path / "checkpoint-2")
+
+
+def test_resuming_another_runs_checkpoint_leaves_that_runs_folder_alone(tmp_path, finished, make_config):
+    """Branching from a run's checkpoint must not delete what that run is still writing (its newer, unfinished
+    save)."""
+    other = copy_of(finished[0], tmp_path)
+    (other / "checkpoint-6" / COMPLETE).unlink()  # as while that run is still saving it
+    branch = trainer_for(tmp_path / "branch", make_config)
+    branch.train(resume_from_checkpoint=str(other / "checkpoint-4"))
+    assert (other / "checkpoint-6").is_dir() and branch.state.global_step == 6
+
+
+def test_a_file_system_without_flock_warns_and_trains(tmp_path, make_config, monkeypatch, caplog):
+    def no_flock(handle, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr("hf_tst.run_lock.fcntl.flock", no_flock)
+    logging.enable_propagation()
+    try:
+        trainer_for(tmp_path, make_config, max_steps=2).train()
+    finally:
+        logging.disable_propagation()
+    assert f"output_dir {tmp_path} cannot be locked" in caplog.text
 
 
 def test_a_batch_of_the_wrong_phase_stops_the_run():
@@ -219,7 +270,7 @@ def test_a_skipped_step_changes_nothing_with_or_without_a_grad_scaler(under_grad
     before = [p.detach().clone() for p in model.parameters()]
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", init_scale=4.0, enabled=under_grad_scaler)
-    scaler.scale(model(torch.ones(2, 3)).sum() * float("nan")).backward()
+    scaler.scale(model(torch.ones(2, 3)).sum()).backward()  # finite: only dropping the step may keep it
     drop_step_gradients(model, under_grad_scaler)
     scaler.step(optimizer)
     scaler.update()

@@ -65,23 +65,24 @@ def test_an_opted_in_skip_leaves_the_parameters_of_the_bad_step_unchanged_and_co
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
-def test_a_per_device_loss_vector_is_reduced_before_the_check(tmp_path):
-    """Single-process multi-GPU DataParallel returns one loss per device: one NaN among them stops (or
-    skips) the step, and finite vectors pass; the flag crosses processes as one scalar."""
+def test_a_loss_vector_is_reduced_before_the_check(tmp_path, make_config):
+    """A loss of several values (per device, per token): one NaN among them stops (or skips) the step, and
+    finite vectors pass; the flag crosses processes as one scalar."""
     seen = []
 
     def any_process(flag):
         seen.append(flag.shape)
         return bool(flag)
 
-    guard = NonFiniteGuard(skip=False, any_process=any_process, superposition_steps=3, output_dir=str(tmp_path))
+    args = make_config(max_steps=6, tst_ratio=0.5, output_dir=str(tmp_path))  # steps 1-3 superpose
+    guard = NonFiniteGuard(args, any_process=any_process)
     guard.check(torch.tensor([1.0, 2.0]), end_of_step=False, step=5)
     guard.check(torch.tensor([3.0, 4.0]), end_of_step=True, step=5)
     guard.check(torch.tensor([1.0, float("nan")]), end_of_step=False, step=6)
     with pytest.raises(FloatingPointError, match=r"at step 6 \(recovery phase\).*Last complete checkpoint: none"):
         guard.check(torch.tensor([1.0, 2.0]), end_of_step=True, step=6)
     assert seen == [torch.Size([]), torch.Size([])]
-    skipping = NonFiniteGuard(skip=True, any_process=bool, superposition_steps=3, output_dir=str(tmp_path))
+    skipping = NonFiniteGuard(make_config(max_steps=6, tst_ratio=0.5, tst_skip_nonfinite_steps=True), any_process=bool)
     skipping.check(torch.tensor([float("inf"), 1.0]), end_of_step=True, step=2)
     assert skipping.take_skip() and not skipping.take_skip() and skipping.skipped_steps == 1
 

@@ -94,3 +94,20 @@ def test_the_signal_handlers_are_restored_when_training_ends_by_an_exception(mak
     with pytest.raises(RuntimeError, match="the first step fails"):
         trainer.train()
     assert signal.getsignal(signal.SIGTERM) is before and signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+
+
+def test_a_signal_after_the_last_step_is_delivered_again_once_the_handlers_are_restored():
+    """Noted during the final save, too late to stop at a step: left noted, the process would ignore the signal for
+    good (through evaluation, or the next run of a sweep); it is acted on as if hf_tst had not been there."""
+    from hf_tst.preemption import SaveOnSignal
+
+    delivered = []
+    before = signal.signal(signal.SIGUSR1, lambda signum, frame: delivered.append(signum))
+    try:
+        preemption = SaveOnSignal(["SIGUSR1"], any_process=bool)
+        with preemption.handlers():
+            signal.raise_signal(signal.SIGUSR1)
+            assert delivered == []  # noted only, while training runs
+        assert delivered == [signal.SIGUSR1] and preemption.stopped_at is None
+    finally:
+        signal.signal(signal.SIGUSR1, before)
