@@ -53,7 +53,8 @@ def losses(output_dir: str) -> dict[int, float]:
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("hf-tst train: error:")]
+    """The line `hf-tst train` prints for a usage mistake (`error:`) or a runtime failure (`failed`)."""
+    lines = [line for line in result.stderr.splitlines() if re.match("hf-tst train: (error:|failed)", line)]
     return lines[-1] if lines else f"(no error line; status {result.returncode})"
 
 
@@ -132,9 +133,12 @@ class Cases:
         result = hf_tst_train(out, faults={"HF_TST_FAULT_FULL_DISK_AT": "6"})
         line = error_line(result)
         named = "checkpoint-6" in line and "No space left on device" in line and "checkpoint-4" in line
+        traceback = "Traceback (most recent call last)" in result.stderr
         same, resumed = self.resumed_matches(out)
-        return ("one line naming checkpoint-6, the cause and checkpoint-4; resumed: the uninterrupted losses",
-                f"{line[:110]}...; {resumed}", result.returncode != 0 and named and same)
+        return ("status 1; a line naming step 6, checkpoint-6, the cause and checkpoint-4, then the traceback; "
+                "resumed: the uninterrupted losses",
+                f"status {result.returncode}; {line[:110]}...{'; traceback' if traceback else ''}; {resumed}",
+                result.returncode == 1 and named and traceback and same)
 
     def damaged(self, name: str, damage, named: str):
         out = self.folder(name)

@@ -2,6 +2,7 @@
 
 from .config import TSTConfig
 from .data import PhasedBlockStream, TSTDataCollator
+from .errors import UsageError
 from .loss import bag_weights, linear_multi_hot_cross_entropy, multi_hot_cross_entropy
 from .parser import TSTParser
 from .superpose import EmbeddingSuperposition, superpose_embeddings
@@ -14,6 +15,7 @@ __all__ = [
     "TSTDataCollator",
     "TSTParser",
     "TSTTrainer",
+    "UsageError",
     "bag_weights",
     "linear_multi_hot_cross_entropy",
     "multi_hot_cross_entropy",

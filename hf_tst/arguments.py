@@ -5,6 +5,7 @@ what the run prints at the end. `hf-tst train`, the recipes and the comparisons 
 from dataclasses import dataclass, field
 
 from .config import TSTConfig
+from .errors import UsageError
 from .extras import require
 
 
@@ -31,7 +32,7 @@ class ModelArguments:
 
     def __post_init__(self):
         if not (self.model_config or self.model_name_or_path):
-            raise ValueError("Pass --model_config (to train from scratch) or --model_name_or_path.")
+            raise UsageError("Pass --model_config (to train from scratch) or --model_name_or_path.")
         if self.lora_r > 0:
             require("peft", "peft", f"lora_r={self.lora_r}")
 
@@ -66,10 +67,13 @@ class DataArguments:
                      "validation_files"):
             setattr(self, name, as_list(getattr(self, name)))
         if not self.dataset_name and not (self.train_files and self.validation_files):
-            raise ValueError("Pass --dataset_name, or both --train_files and --validation_files.")
+            raise UsageError("Pass --dataset_name, or both --train_files and --validation_files.")
+        for name, least in (("max_eval_blocks", 1), ("held_out_documents", 0)):
+            if getattr(self, name) < least:
+                raise UsageError(f"{name}={getattr(self, name)}: it must be at least {least}.")
         mixed = len(self.dataset_name or [])
         if mixed and self.dataset_probabilities and len(self.dataset_probabilities) != mixed:
-            raise ValueError(f"dataset_probabilities={self.dataset_probabilities} has "
+            raise UsageError(f"dataset_probabilities={self.dataset_probabilities} has "
                              f"{len(self.dataset_probabilities)} values for {mixed} "
                              "dataset(s) in dataset_name; give one per dataset, or none for equal mixing.")
 

@@ -20,6 +20,8 @@ import re
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .errors import UsageError
+
 COMPLETE = "tst_checkpoint.json"  # the completeness record, written last
 TRAINER_STATE = "trainer_state.json"
 NEWEST = (True, "last", "true", "True")  # the values of resume_from_checkpoint that mean "the newest complete one"
@@ -122,14 +124,14 @@ def resolve_checkpoint(resume_from_checkpoint: str | bool | None, output_dir: st
         if newest is None and (saved or resume_from_checkpoint != IF_ANY):
             why = f"; the newest, {found[0]}, is not: {checkpoint_problem(found[0], require_optimizer)}" if found \
                 else ""
-            raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r}, but {output_dir} holds no complete "
+            raise UsageError(f"resume_from_checkpoint={resume_from_checkpoint!r}, but {output_dir} holds no complete "
                              f"checkpoint{why}; start without resume_from_checkpoint, pass "
                              f"resume_from_checkpoint={IF_ANY} to start fresh when there is none (requeued jobs), or "
                              "point it at a checkpoint folder.")
         return newest
     problem = checkpoint_problem(resume_from_checkpoint, require_optimizer)
     if problem is not None:
-        raise ValueError(f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint: {problem}. "
+        raise UsageError(f"resume_from_checkpoint={resume_from_checkpoint!r} is not a complete checkpoint: {problem}. "
                          "Resume from an earlier checkpoint, or pass resume_from_checkpoint=last to take the newest "
                          "complete one.")
     return resume_from_checkpoint

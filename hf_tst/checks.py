@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import IterableDataset
 
 from .config import TSTConfig
+from .errors import UsageError
 from .modeling import check_positions, vocab_size
 from .superpose import check_superposable
 
@@ -14,25 +15,25 @@ from .superpose import check_superposable
 def check_before_training(model, args: TSTConfig, train_dataset, processing_class, compute_loss_func) -> None:
     """Refuse, before any compute, inputs that TST cannot train on, naming the parameter and the fix."""
     if compute_loss_func is not None:
-        raise ValueError("compute_loss_func is not supported: TSTTrainer's loss is TST's own (multi-hot "
+        raise UsageError("compute_loss_func is not supported: TSTTrainer's loss is TST's own (multi-hot "
                          "cross-entropy in superposition, next-token cross-entropy in recovery); leave it unset, "
                          "or subclass TSTTrainer and override compute_loss.")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and args.world_size == 1:
-        raise ValueError(f"{launched} processes were launched (WORLD_SIZE={launched}) but the training arguments are "
+        raise UsageError(f"{launched} processes were launched (WORLD_SIZE={launched}) but the training arguments are "
                          "not distributed, so each process would train alone on all the data into one output_dir; "
                          "on a machine without GPUs pass use_cpu=True (--use_cpu true).")
     if args.n_gpu > 1:
-        raise ValueError(f"{args.n_gpu} GPUs are visible to one process, which Trainer would drive with "
+        raise UsageError(f"{args.n_gpu} GPUs are visible to one process, which Trainer would drive with "
                          "torch.nn.DataParallel: its replica threads would share TST's embedding and LM-head hooks. "
                          f"Launch one process per GPU (accelerate launch --num_processes {args.n_gpu} ..., hf-tst "
                          "train, or torchrun), or make one GPU visible (CUDA_VISIBLE_DEVICES=0).")
     if args.tst_ratio > 0 and getattr(args.accelerator_config, "split_batches", False):
-        raise ValueError("accelerator_config.split_batches=True splits each batch between the processes, which moves "
+        raise UsageError("accelerator_config.split_batches=True splits each batch between the processes, which moves "
                          "the rows every optimizer step reads and so the phase switch; leave split_batches off and set "
                          "per_device_train_batch_size to each process's share.")
     if getattr(args, "enable_jit_checkpoint", False) and args.tst_save_on_signal:
-        raise ValueError(f"enable_jit_checkpoint=True would install a second handler for "
+        raise UsageError(f"enable_jit_checkpoint=True would install a second handler for "
                          f"{', '.join(args.tst_save_on_signal)}, beside tst_save_on_signal's, which already saves a "
                          "whole checkpoint at the end of the step; leave enable_jit_checkpoint off, or set "
                          "tst_save_on_signal none to use transformers' instead.")
@@ -40,18 +41,34 @@ def check_before_training(model, args: TSTConfig, train_dataset, processing_clas
         check_superposable(model)
     rows, tokens = vocab_size(model), len(processing_class) if hasattr(processing_class, "__len__") else None
     if rows is not None and tokens is not None and tokens > rows:
-        raise ValueError(f"the tokenizer (processing_class) has {tokens} tokens but the model's input embedding only "
+        raise UsageError(f"the tokenizer (processing_class) has {tokens} tokens but the model's input embedding only "
                          f"{rows} rows; use the model's own tokenizer, or call "
                          f"model.resize_token_embeddings({tokens}) before training.")
     columns = getattr(train_dataset, "column_names", None)
     if columns is not None and "input_ids" not in columns:
-        raise ValueError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
+        raise UsageError(f"train_dataset has no 'input_ids' column (columns: {columns}); tokenise and pack the "
                          "text first, e.g. with hf_tst.text.pack_text_dataset(dataset, tokenizer, block_size).")
     map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
     if map_style and len(train_dataset):
         check_labels(train_dataset[0])  # the collator checks every row; the first one fails here, before training
+        check_row_length(len(train_dataset[0]["input_ids"]), args, "len(train_dataset[0]['input_ids'])")
         if model is not None:
             check_positions(model, len(train_dataset[0]["input_ids"]))  # a row's positions: its block's length
+
+
+def check_row_length(length: int, args: TSTConfig, what: str) -> None:
+    """Refuse rows of `length` tokens (`what` names them) that leave no next token to predict in one of the phases:
+    a row needs 2 positions, and batch folding turns a row of L tokens into ceil(L/s) positions of bags (the last
+    one padded), so L > s."""
+    folded = args.tst_ratio > 0 and args.tst_fold == "batch"
+    if length < 2:
+        raise UsageError(f"{what}={length}: a row needs at least 2 tokens, one to read and the next to predict; use "
+                         "a block size of 2 or more (the model's context, such as 1024).")
+    if folded and length <= args.tst_bag_size:
+        raise UsageError(f"{what}={length}: tst_fold='batch' folds a row of L tokens into bags of s = tst_bag_size = "
+                         f"{args.tst_bag_size}, and a next bag to predict needs at least 2 of them; use a block size "
+                         f"of {args.tst_bag_size + 1} or more (ideally a multiple of s), a smaller tst_bag_size, or "
+                         "tst_fold='sequence'.")
 
 
 def check_stream_readers(dataset, workers: int, what: str) -> None:
@@ -62,7 +79,7 @@ def check_stream_readers(dataset, workers: int, what: str) -> None:
         return
     shards = getattr(dataset, "num_shards", None)
     if not shards or shards % workers:
-        raise ValueError(f"dataloader_num_workers={workers}: each DataLoader worker reads its own shards of a "
+        raise UsageError(f"dataloader_num_workers={workers}: each DataLoader worker reads its own shards of a "
                          f"streaming dataset, and {what} has {shards or 'no'} shard(s); use a worker count that "
                          "divides them (1 reads them all), or reshard the data (more data files, or "
                          "Dataset.to_iterable_dataset(num_shards=...)).")
@@ -77,7 +94,7 @@ def check_labels(row: dict) -> None:
     ids, labels = torch.as_tensor(row["input_ids"]), torch.as_tensor(row["labels"])
     real = torch.as_tensor(row["attention_mask"]).bool() if "attention_mask" in row else torch.ones_like(ids).bool()
     if labels.shape != ids.shape or not torch.equal(labels[real], ids[real]):
-        raise ValueError("the dataset's 'labels' column differs from its 'input_ids': TST builds its own targets "
+        raise UsageError("the dataset's 'labels' column differs from its 'input_ids': TST builds its own targets "
                          "from input_ids (the next bag in superposition, the next token in recovery) and cannot "
                          "train on other labels; drop the column (dataset.remove_columns('labels')) or make it a "
                          "copy of input_ids.")

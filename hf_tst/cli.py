@@ -17,9 +17,11 @@ otherwise drop silently, running one. The other commands run in this process.
 Preemption: the signals of `--tst_save_on_signal` (SIGTERM, SIGUSR1) never stop the launcher; it passes
 them on to the trainers, waits while they save, and exits with their status 75 (`hf_tst.preemption`).
 
-A mistake the user can fix (an unknown flag, a bad value, a missing config file, data or extra) prints
-one line, `hf-tst COMMAND: error: ...`, and exits with status 2, before any process is launched when
-the flags are at fault; `--debug` shows the traceback instead.
+Errors come in two shapes (`hf_tst.errors`). A mistake the user can fix (an unknown flag, a bad value, a
+missing config file, a bad data file, a missing extra) prints one line, `hf-tst COMMAND: error: ...`, and
+exits with status 2, before any process is launched when the flags are at fault; `--debug` shows its
+traceback instead (the interpreter's status 1). A runtime failure (a full disk, a library's bug) prints one
+line with the cause and the optimizer step, then its traceback, and exits with status 1.
 """
 
 import argparse
@@ -27,6 +29,7 @@ import importlib
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -36,15 +39,15 @@ from accelerate.commands.launch import launch_command, launch_command_parser
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 from .config import accelerator_count
+from .errors import UsageError, failure_line, usage_line
 from .parser import flags_of
 from .preemption import signals_left_to_trainers
 
 COMMANDS = ("train", "evaluate", "compare", "sweep", "ladder", "push")
 LAUNCHED = ("train",)  # run under `accelerate launch`, on every device
 ACCELERATE_CONFIGS = resources.files("hf_tst") / "resources" / "accelerate"
-# Errors whose message names the value and the fix (hf_tst's own checks, argument parsing, files, extras).
-USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
 USAGE_ERROR = 2  # argparse's exit status for a command-line mistake
+RUNTIME_FAILURE = 1
 DEBUG = "HF_TST_DEBUG"  # set by --debug, so that launched processes show their tracebacks too
 LAUNCHER_DEFAULTS = {"--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
 
@@ -63,35 +66,45 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None):
-    """`hf-tst COMMAND ...`: the command's script, through `run`."""
+def main(argv: list[str] | None = None) -> None:
+    """`hf-tst COMMAND ...`: the command's script, through `run`. Returns nothing: the console script exits with
+    what `main()` returns, so a command's result (its files hold it) would read as a failure."""
     argv = sys.argv[1:] if argv is None else argv
     command, rest = make_parser().parse_known_args(argv)
     prog = f"hf-tst {command.command}"
     if command.command in LAUNCHED:
-        return run(lambda script_argv, prog: launch(command.command, script_argv), rest, prog)
-    return run(importlib.import_module(f"hf_tst.scripts.{command.command}").main, rest, prog)
+        run(lambda script_argv, prog: launch(command.command, script_argv), rest, prog)
+    else:
+        run(importlib.import_module(f"hf_tst.scripts.{command.command}").main, rest, prog)
 
 
 def run(main: Callable, argv: list[str] | None = None, prog: str | None = None):
-    """`main(argv, prog=prog)` as a program: a mistake the user can fix (`USER_ERRORS`) prints
-    `prog: error: message` on one line and exits with status 2, and a launched job that failed (having
-    printed its own message) exits with its status, neither with a traceback. A bare `--debug` in `argv`
-    (or `HF_TST_DEBUG=1`) lets every traceback through, in launched processes too."""
+    """`main(argv, prog=prog)` as a program: a `UsageError` prints `prog: error: message` on one line and exits
+    with status 2; a launched job that failed (having printed its own message) exits with its status; any other
+    exception, a runtime failure, prints `errors.failure_line` and its traceback and exits with status 1. A bare
+    `--debug` in `argv` (or `HF_TST_DEBUG=1`) lets the usage errors' tracebacks through, in launched processes
+    too."""
     argv = list(sys.argv[1:] if argv is None else argv)
     prog = prog or os.path.basename(sys.argv[0])
     if "--debug" in argv and not takes_value(argv, "--debug"):  # TrainingArguments' `--debug OPTION` is not ours
         argv.remove("--debug")
         os.environ[DEBUG] = "1"
+    debug = os.environ.get(DEBUG) == "1"
     try:
         return main(argv, prog=prog)
-    except (subprocess.CalledProcessError, ChildFailedError, *USER_ERRORS) as error:
-        if os.environ.get(DEBUG) == "1":
+    except (subprocess.CalledProcessError, ChildFailedError) as error:
+        if debug:
             raise
-        if isinstance(error, (subprocess.CalledProcessError, ChildFailedError)):
-            sys.exit(launched_status(error))
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        sys.exit(launched_status(error))
+    except UsageError as error:
+        if debug:
+            raise
+        print(usage_line(prog, error), file=sys.stderr)
         sys.exit(USAGE_ERROR)
+    except Exception as error:  # noqa: BLE001 - every other failure is shown whole, then the status says it failed
+        print(failure_line(prog, error), file=sys.stderr, flush=True)
+        traceback.print_exc()
+        sys.exit(RUNTIME_FAILURE)
 
 
 def launched_status(error: subprocess.CalledProcessError | ChildFailedError) -> int:
@@ -122,7 +135,7 @@ def launch(command: str, argv: list[str]) -> None:
     launch_args = launcher.parse_args([*with_launcher_defaults(resolve_accelerate_config(launcher_argv)), "--module",
                                        module, *script_argv])
     if launch_args.training_script != module:  # a string that is neither a flag nor a flag's value
-        raise ValueError(f"unexpected argument {launch_args.training_script!r}; flags take the form --field value.")
+        raise UsageError(f"unexpected argument {launch_args.training_script!r}; flags take the form --field value.")
     preemption_signals = next((c.tst_save_on_signal for c in configs if hasattr(c, "tst_save_on_signal")), [])
     with signals_left_to_trainers(preemption_signals):  # the trainers save, however long it takes, and exit 75
         launch_command(launch_args)
@@ -130,7 +143,7 @@ def launch(command: str, argv: list[str]) -> None:
 
 def launcher_error(message: str):
     """A bad launcher value as one line, instead of accelerate's usage of every flag and an exit."""
-    raise ValueError(f"{message} (`accelerate launch --help` lists the launcher's flags).")
+    raise UsageError(f"{message} (`accelerate launch --help` lists the launcher's flags).")
 
 
 def without_subsequence(items: list[str], subsequence: list[str]) -> list[str]:
@@ -160,7 +173,7 @@ def resolve_accelerate_config(launcher_argv: list[str]) -> list[str]:
     elif name and shipped.is_file():
         path = str(shipped)
     else:
-        raise ValueError(f"--accelerate_config {name!r} is neither a file nor a launch config shipped with hf_tst; "
+        raise UsageError(f"--accelerate_config {name!r} is neither a file nor a launch config shipped with hf_tst; "
                          f"pass a path or one of {', '.join(shipped_accelerate_configs())}.")
     return ["--config_file", path, *launcher_argv[:at], *launcher_argv[at + 2:]]
 

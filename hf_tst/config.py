@@ -17,6 +17,7 @@ from transformers import TrainingArguments
 from transformers.trainer_pt_utils import AcceleratorConfig
 from transformers.utils import logging
 
+from .errors import UsageError
 from .extras import require
 from .loss import KERNELS, WEIGHTINGS
 from .phase import superposition_steps
@@ -172,6 +173,7 @@ class TSTConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        self._validate_sizes()
         self._validate_tst_fields()
         accelerator_config_unset = self.accelerator_config is None
         self.dataloader_pin_memory = self.dataloader_pin_memory and accelerator_count() > 0
@@ -179,37 +181,51 @@ class TSTConfig(TrainingArguments):
         if accelerator_config_unset and self.dataloader_pin_memory:  # copied while the last step runs
             self.accelerator_config.non_blocking = True
 
+    def _validate_sizes(self) -> None:
+        """Refuse sizes that cannot train (transformers would divide by them, or the DataLoader refuse them later)."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name}={getattr(self, name)}: it must be at least 1.")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise UsageError(f"max_steps={self.max_steps}: give a positive number of optimizer steps, or -1 to train "
+                             "for num_train_epochs.")
+        for kind in ("eval", "save", "logging"):  # each interval counts only under its strategy "steps"
+            steps, strategy = getattr(self, f"{kind}_steps"), getattr(self, f"{kind}_strategy")
+            if getattr(strategy, "value", strategy) == "steps" and steps is not None and steps <= 0:
+                raise UsageError(f"{kind}_steps={steps}: it must be positive (a number of steps, or below 1 a "
+                                 f"fraction of the run's steps) while {kind}_strategy is 'steps'.")
+
     def _validate_tst_fields(self) -> None:
         """Refuse a bad TST setting before any model or data is loaded."""
         if isinstance(self.tst_bag_size, bool) or not isinstance(self.tst_bag_size, int) or self.tst_bag_size < 1:
-            raise ValueError(f"tst_bag_size must be an integer >= 1, got {self.tst_bag_size!r}; "
+            raise UsageError(f"tst_bag_size must be an integer >= 1, got {self.tst_bag_size!r}; "
                              "use 4-8 for TST or 1 to disable superposition.")
         if not 0.0 <= self.tst_ratio <= 1.0:
-            raise ValueError(f"tst_ratio must lie in [0, 1], got {self.tst_ratio!r}; the paper uses 0.2-0.4.")
+            raise UsageError(f"tst_ratio must lie in [0, 1], got {self.tst_ratio!r}; the paper uses 0.2-0.4.")
         for spec in fields(self):  # the fields that list their choices (--help shows them too)
             choices, value = spec.metadata.get("choices"), getattr(self, spec.name)
             if spec.name.startswith("tst_") and choices and value not in choices:
-                raise ValueError(f"{spec.name}={value!r} is unknown; choose one of {', '.join(choices)}.")
+                raise UsageError(f"{spec.name}={value!r} is unknown; choose one of {', '.join(choices)}.")
         if self.tst_loss_kernel == "liger":
             require("liger_kernel", "gpu", "tst_loss_kernel='liger'")
         self.tst_save_on_signal = [name for name in self.tst_save_on_signal if name.lower() != "none"]
         unknown = [name for name in self.tst_save_on_signal if name not in signal.Signals.__members__]
         if unknown:
-            raise ValueError(f"tst_save_on_signal names {', '.join(unknown)}, not signals; use names such as "
+            raise UsageError(f"tst_save_on_signal names {', '.join(unknown)}, not signals; use names such as "
                              "SIGTERM and SIGUSR1, or none.")
         if self.tst_peak_tflops is not None and not self.tst_peak_tflops > 0:
-            raise ValueError(f"tst_peak_tflops must be > 0, got {self.tst_peak_tflops!r}; pass the device's peak "
+            raise UsageError(f"tst_peak_tflops must be > 0, got {self.tst_peak_tflops!r}; pass the device's peak "
                              "dense bf16 TFLOP/s (e.g. 989 for an H100) or leave it unset.")
         if self.tst_fold == "batch" and self.tst_superpose == "output":
-            raise ValueError("tst_fold='batch' folds the input, but tst_superpose='output' leaves it unbagged; use "
+            raise UsageError("tst_fold='batch' folds the input, but tst_superpose='output' leaves it unbagged; use "
                              "tst_fold='sequence' with the output-only ablation.")
         if self.tst_ratio > 0 and self.max_steps > 0:
             self.check_switch()
         if self.tst_ratio > 0 and self.train_sampling_strategy not in ("random", "sequential"):
-            raise ValueError(f"train_sampling_strategy={self.train_sampling_strategy!r} does not apply to TST, which "
+            raise UsageError(f"train_sampling_strategy={self.train_sampling_strategy!r} does not apply to TST, which "
                              "reads packed blocks as one stream; use 'random' (default) or 'sequential'.")
         if self.use_liger_kernel and self.tst_loss_kernel != "liger":
-            raise ValueError(f"use_liger_kernel=True asks for Liger's fused cross-entropy, but TST computes its own "
+            raise UsageError(f"use_liger_kernel=True asks for Liger's fused cross-entropy, but TST computes its own "
                              f"loss with tst_loss_kernel={self.tst_loss_kernel!r}; set tst_loss_kernel='liger' as well "
                              "(Liger's kernels for the model's layers and for the recovery loss), or "
                              "use_liger_kernel=False.")
@@ -239,7 +255,7 @@ class TSTConfig(TrainingArguments):
     def check_switch(self) -> None:
         """Refuse a `tst_ratio` that, with `max_steps`, leaves no superposition step."""
         if self.tst_ratio > 0 and self.superposition_steps == 0:
-            raise ValueError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
+            raise UsageError(f"tst_ratio={self.tst_ratio} x max_steps={self.max_steps} rounds to 0 superposition "
                              "steps; raise tst_ratio or max_steps, or set tst_ratio=0 to train without TST.")
 
     def place_switch(self, examples: int | None) -> None:
@@ -250,7 +266,7 @@ class TSTConfig(TrainingArguments):
         if self.max_steps > 0 or self.tst_ratio == 0:
             return
         if examples is None:
-            raise ValueError(f"tst_ratio={self.tst_ratio} places the phase switch at a fraction of the run's steps, "
+            raise UsageError(f"tst_ratio={self.tst_ratio} places the phase switch at a fraction of the run's steps, "
                              "which a streaming (or missing) train_dataset does not give; set max_steps.")
         self.max_steps = epoch_steps(examples, self)
         self.check_switch()

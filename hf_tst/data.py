@@ -28,6 +28,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .checks import check_labels, check_stream_readers
+from .errors import UsageError
 from .phase import in_superposition, step_of_row
 from .superpose import IGNORE_INDEX, next_bag_targets, next_tokens_targets
 
@@ -181,7 +182,7 @@ class PhasedBlockStream(IterableDataset):
             first = next(iterator, None)
         except (KeyError, IndexError, TypeError) as error:
             files = DATA_STATE.format("*")
-            raise ValueError(f"the checkpoint's data position ({files}) does not fit this train_dataset "
+            raise UsageError(f"the checkpoint's data position ({files}) does not fit this train_dataset "
                              f"({type(error).__name__}: {error}): it was saved from a dataset processed another way; "
                              f"resume with the same data and processing, or delete {files} from the checkpoint to "
                              "replay the stream up to its position instead.") from error
@@ -253,7 +254,7 @@ class PhasedBlockStream(IterableDataset):
         batch is built, before any compute)."""
         per_row = self.blocks_per_bagged_row if self.superposition_rows else 1
         needed = self.batch_size * per_row
-        raise ValueError(
+        raise UsageError(
             f"train_dataset holds {blocks_in_epoch} blocks, fewer than one batch needs "
             f"(per_device_train_batch_size {self.batch_size} x {per_row} blocks per row = {needed}); add data, "
             "or lower per_device_train_batch_size or tst_bag_size (or the block size, if documents are short).")
@@ -325,7 +326,7 @@ class TSTDataCollator:
             attention_mask = nn.functional.pad(attention_mask, (0, missing), value=0)
         if self.vocab_size is not None and (input_ids.max() >= self.vocab_size or input_ids.min() < 0):
             bad = input_ids[(input_ids >= self.vocab_size) | (input_ids < 0)][0].item()
-            raise ValueError(f"token id {bad} in the data lies outside the model's vocabulary [0, {self.vocab_size}): "
+            raise UsageError(f"token id {bad} in the data lies outside the model's vocabulary [0, {self.vocab_size}): "
                              "the data was tokenised with another tokenizer; re-tokenise it with the model's, or "
                              "resize the model's embeddings (model.resize_token_embeddings).")
         labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)

@@ -6,14 +6,16 @@ import sys
 
 from accelerate.utils import other as accelerate_other
 
+from .errors import MissingExtraError
+
 
 def require(module: str, extra: str, purpose: str):
     """Import `module`, or fail naming what needs it and the extra that installs it."""
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise ImportError(f"{purpose} needs {module}, which is not installed; "
-                          f"install it with `pip install 'hf_tst[{extra}]'`.") from error
+        raise MissingExtraError(f"{purpose} needs {module}, which is not installed; "
+                                f"install it with `pip install 'hf_tst[{extra}]'`.") from error
 
 
 def pyplot(purpose: str):

@@ -34,6 +34,7 @@ from dataclasses import asdict
 from .checkpoints import checkpoint_problem, newest_complete_checkpoint
 from .compare import eval_curve, held_out_at_switch, steps_to_reach
 from .config import TSTConfig
+from .errors import UsageError
 from .extras import pyplot
 from .phase import superposition_steps
 from .switch import switch_figures
@@ -222,22 +223,22 @@ class Ladder:
     def _check_configuration(self) -> None:
         args = self.args
         if args.lr_scheduler_type.value != "warmup_stable_decay":
-            raise ValueError(f"lr_scheduler_type={args.lr_scheduler_type.value!r}: the ladder branches the baseline's "
+            raise UsageError(f"lr_scheduler_type={args.lr_scheduler_type.value!r}: the ladder branches the baseline's "
                              "decays off one stable run, so it needs --lr_scheduler_type warmup_stable_decay.")
         if args.tst_ratio <= 0:
-            raise ValueError("tst_ratio=0: the ladder compares TST with its baseline; set --tst_ratio (e.g. 0.3).")
+            raise UsageError("tst_ratio=0: the ladder compares TST with its baseline; set --tst_ratio (e.g. 0.3).")
         if args.warmup_steps != int(args.warmup_steps):
-            raise ValueError(f"warmup_steps={args.warmup_steps} is a fraction of each run's steps, so the stable run "
+            raise UsageError(f"warmup_steps={args.warmup_steps} is a fraction of each run's steps, so the stable run "
                              "and the budgets it branches into would warm up differently; give a whole number of "
                              "steps, e.g. --warmup_steps 20.")
         if args.save_strategy.value != "steps" or args.save_only_model:
-            raise ValueError(f"save_strategy={args.save_strategy.value!r}, save_only_model={args.save_only_model}: "
+            raise UsageError(f"save_strategy={args.save_strategy.value!r}, save_only_model={args.save_only_model}: "
                              "each baseline budget branches from a complete checkpoint of the stable run (model, "
                              "optimizer, schedule) at its branch step; use --save_strategy steps and "
                              "--save_only_model false.")
         early = [b for b in self.baseline_budgets if branch_step(b, self.decay_fraction) < args.warmup_steps]
         if early:
-            raise ValueError(f"budgets {early} start their decay before warmup_steps={int(args.warmup_steps)} ends; "
+            raise UsageError(f"budgets {early} start their decay before warmup_steps={int(args.warmup_steps)} ends; "
                              "use larger budgets or fewer warmup steps.")
 
     def schedule(self, budget: int, decay: int, **wsd_kwargs) -> dict:
@@ -260,7 +261,7 @@ class Ladder:
             if checkpoint_problem(checkpoint) is not None:
                 reached = checkpointed_steps(stable_dir)
                 if reached > start:
-                    raise ValueError(f"baseline budget {budget} branches at step {start}, but the stable run in "
+                    raise UsageError(f"baseline budget {budget} branches at step {start}, but the stable run in "
                                      f"{stable_dir} has already passed it (step {reached}); add only budgets above "
                                      f"{reached}, or start a new --ladder_dir.")
                 # The stable phase outlasts the segment, so the learning rate saved at its end is the stable one that
@@ -334,12 +335,12 @@ def claim_folder(folder: str, settings: dict) -> None:
                          for values in (recorded, settings))
         changes = [f"{key} {before[key]!r} -> {after[key]!r}" for key in sorted(before) if before[key] != after[key]]
         if changes:
-            raise ValueError(f"{folder} holds ladder runs made with other settings ({'; '.join(changes)}); reusing "
+            raise UsageError(f"{folder} holds ladder runs made with other settings ({'; '.join(changes)}); reusing "
                              "them would mix runs of two configurations. Use a new --ladder_dir, or the settings "
                              f"recorded in {path}.")
         return
     if os.path.isdir(folder) and os.listdir(folder):
-        raise ValueError(f"{folder} holds runs but no {SETTINGS} recording the settings that made them (an older "
+        raise UsageError(f"{folder} holds runs but no {SETTINGS} recording the settings that made them (an older "
                          "hf_tst ladder); use a new --ladder_dir.")
     os.makedirs(folder, exist_ok=True)
     with open(path + ".tmp", "w") as f:

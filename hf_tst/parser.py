@@ -1,9 +1,10 @@
 """`TSTParser`: dataclass arguments from `--config x.yaml` plus command-line overrides, for the
 `hf-tst` commands, the recipes and users' own scripts (TRL's `TrlParser`, for hf_tst).
 
-Every mistake it meets is a `ValueError` (a `FileNotFoundError` for a missing config) whose one line names
-the flag or file and the fix, raised before anything is built: an unknown flag with the closest known one,
-a value of the wrong type, a config file that is missing, is not YAML or names no field."""
+Every mistake it meets is a `UsageError` whose one line names the flag or file and the fix, raised before
+anything is built: an unknown flag with the closest known one, a value of the wrong type, a config file that
+is missing, is not YAML, names no field or inherits from itself (a `base:` cycle), and a value that the
+argument classes refuse (hf_tst's, or transformers' `TrainingArguments` checking its own)."""
 
 import argparse
 import dataclasses
@@ -11,10 +12,13 @@ import difflib
 import os
 import re
 import sys
+import traceback
 from collections.abc import Iterable
 
 import yaml
 from transformers import HfArgumentParser
+
+from .errors import UsageError
 
 CONFIG_HELP = ("YAML file of defaults for any of these fields (a `base: other.yaml` key inherits that file's "
                "values); flags on the command line override it.")
@@ -42,9 +46,9 @@ class TSTParser(HfArgumentParser):
         move_to_group(self, first, lambda action: action.dest.startswith("tst_"))
 
     def error(self, message: str):
-        """argparse's errors (a bad value, a missing one) as a `ValueError`, instead of the usage of every
+        """argparse's errors (a bad value, a missing one) as a `UsageError`, instead of the usage of every
         flag and an exit."""
-        raise ValueError(f"{message}; `--help` lists the flags.")
+        raise UsageError(f"{message}; `--help` lists the flags.")
 
     def parse_args_and_config(self, argv: list[str] | None = None, return_remaining_strings: bool = False,
                               other_flags: list[str] = ()) -> tuple:
@@ -60,14 +64,26 @@ class TSTParser(HfArgumentParser):
             fields = [field.name for cls in self.dataclass_types for field in dataclasses.fields(cls)]
             unknown = sorted(set(defaults) - set(fields))
             if unknown:
-                raise ValueError(f"--config {known.config}: unknown field(s) {', '.join(unknown)}"
+                raise UsageError(f"--config {known.config}: unknown field(s) {', '.join(unknown)}"
                                  f"{did_you_mean(unknown[0], fields) or '; `--help` lists the fields.'}")
             self.set_defaults(**defaults)
         _, leftover = self.parse_known_args(rest)
         check_flags(leftover, [*flags_of(self), *other_flags])
         if leftover and not return_remaining_strings:
-            raise ValueError(f"unexpected argument(s) {' '.join(leftover)}; flags take the form --field value.")
-        return self.parse_args_into_dataclasses(args=rest, return_remaining_strings=return_remaining_strings)
+            raise UsageError(f"unexpected argument(s) {' '.join(leftover)}; flags take the form --field value.")
+        try:
+            return self.parse_args_into_dataclasses(args=rest, return_remaining_strings=return_remaining_strings)
+        except ValueError as error:
+            if isinstance(error, UsageError) or not refused_by_training_arguments(error):
+                raise
+            raise UsageError(str(error)) from error
+
+
+def refused_by_training_arguments(error: BaseException) -> bool:
+    """Whether transformers' `TrainingArguments` raised `error` itself, checking a value (a usage mistake), rather
+    than something it called on the way (setting up the device or the process group: a runtime failure)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.endswith(os.path.join("transformers", "training_args.py"))
 
 
 def move_to_group(parser: argparse.ArgumentParser, group, belongs) -> None:
@@ -98,7 +114,7 @@ def check_flags(strings: Iterable[str], known: list[str]) -> None:
     for string in strings:
         name = string.split("=", 1)[0]
         if is_flag(name) and name not in known:
-            raise ValueError(f"unknown flag {name}{did_you_mean(name, known) or '; `--help` lists the flags.'}")
+            raise UsageError(f"unknown flag {name}{did_you_mean(name, known) or '; `--help` lists the flags.'}")
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -107,9 +123,13 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def load_yaml_config(path: str) -> dict:
-    """The values of a YAML config, following its `base:` chain; a missing file, one that is not YAML or not a
-    mapping of field: value is refused, naming the file."""
+def load_yaml_config(path: str, chain: tuple[str, ...] = ()) -> dict:
+    """The values of a YAML config, following its `base:` chain (`chain`: the files that led here); a missing file,
+    one that is not YAML or not a mapping of field: value, and a chain that comes back to a file are refused,
+    naming the files."""
+    if os.path.realpath(path) in map(os.path.realpath, chain):
+        raise UsageError(f"--config {chain[0]}: its base: chain comes back to {path} "
+                         f"({' -> '.join([*chain, path])}); remove the base: key that closes the loop.")
     try:
         with open(path) as f:
             values = yaml.safe_load(f)
@@ -117,18 +137,18 @@ def load_yaml_config(path: str) -> dict:
         folder = os.path.dirname(path) or "."
         siblings = [os.path.join(os.path.dirname(path), name) for name in sorted(os.listdir(folder))
                     if name.endswith((".yaml", ".yml"))] if os.path.isdir(folder) else []
-        raise FileNotFoundError(f"--config {path}: no such file" + (did_you_mean(path, siblings) or
-                                "; pass the path of a YAML config, such as recipes/configs/tiny.yaml.")) from None
+        raise UsageError(f"--config {path}: no such file" + (did_you_mean(path, siblings) or
+                         "; pass the path of a YAML config, such as recipes/configs/tiny.yaml.")) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValueError(f"--config {path} is not valid YAML: {problem}{where}.") from None
+        raise UsageError(f"--config {path} is not valid YAML: {problem}{where}.") from None
     values = {} if values is None else values
     if not isinstance(values, dict):
-        raise ValueError(f"--config {path} holds a {type(values).__name__}, not a mapping of field: value pairs "
+        raise UsageError(f"--config {path} holds a {type(values).__name__}, not a mapping of field: value pairs "
                          "(one `field: value` per line).")
     base = values.pop("base", None)
     if base is None:
         return values
-    return {**load_yaml_config(os.path.join(os.path.dirname(path), base)), **values}
+    return {**load_yaml_config(os.path.join(os.path.dirname(path), base), (*chain, path)), **values}

@@ -6,8 +6,10 @@ import datasets
 from transformers import AutoTokenizer, set_seed
 
 from .arguments import TRAINING_ARGUMENTS, DataArguments, ModelArguments, ScriptArguments
+from .checks import check_row_length
 from .config import TSTConfig
-from .modeling import check_positions, load_model, with_lora
+from .data_files import check_data_files, named_file_faults
+from .modeling import check_positions, from_pretrained, load_model, with_lora
 from .parser import TSTParser
 from .text import as_blocks, load_text
 from .trainer import TSTTrainer
@@ -20,14 +22,19 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, script_args: 
     `output_dir` then holds an ordinary checkpoint, `eval_results.json`, the model card (README.md)
     and `trainer_state.json` (the log history that comparisons read). `--resume_from_checkpoint last`
     resumes from the newest complete checkpoint there."""
+    check_row_length(data_args.block_size, args, "block_size")
+    local_files = [] if data_args.dataset_name else check_data_files(
+        data_args.train_files, data_args.validation_files, data_args.text_column)
     set_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
-    train_text, eval_text = load_text(data_args)
-    with args.main_process_first(desc="tokenising and packing"):
-        train = as_blocks(train_text, tokenizer, data_args.block_size, data_args.text_column, "train")
-        held_out = as_blocks(eval_text, tokenizer, data_args.block_size, data_args.text_column, "validation")
-    held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
-                else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
+    tokenizer = from_pretrained(AutoTokenizer, "--tokenizer_name" if model_args.tokenizer_name else
+                                "--model_name_or_path", model_args.tokenizer_name or model_args.model_name_or_path)
+    with named_file_faults(local_files):  # a file 🤗 datasets fails on is named, with its line
+        train_text, eval_text = load_text(data_args)
+        with args.main_process_first(desc="tokenising and packing"):
+            train = as_blocks(train_text, tokenizer, data_args.block_size, data_args.text_column, "train")
+            held_out = as_blocks(eval_text, tokenizer, data_args.block_size, data_args.text_column, "validation")
+        held_out = (datasets.Dataset.from_list(list(held_out.take(data_args.max_eval_blocks))) if data_args.streaming
+                    else held_out.select(range(min(data_args.max_eval_blocks, len(held_out)))))
     model = with_lora(load_model(model_args, tokenizer), model_args)
     if data_args.streaming:  # TSTTrainer checks the rows of map-style data itself; a stream it cannot peek at
         check_positions(model, data_args.block_size)

@@ -25,6 +25,7 @@ from .checkpoints import (
     unusable_checkpoints_after,
 )
 from .data import DATA_STATE, PhasedBlockStream
+from .errors import UsageError
 from .switch import PhaseSwitchCallback
 
 logger = logging.get_logger(__name__)
@@ -61,7 +62,7 @@ def finished_run_output(trainer, checkpoint: str) -> TrainOutput:
     it, nothing trained (a requeued job whose run had finished must not train past `max_steps`). Under DeepSpeed
     or FSDP the weights load only once training has set them up, so such a run is refused instead."""
     if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled:
-        raise ValueError(f"{checkpoint} is at the run's last step (max_steps={trainer.args.max_steps}): the run is "
+        raise UsageError(f"{checkpoint} is at the run's last step (max_steps={trainer.args.max_steps}): the run is "
                          "complete, and under DeepSpeed or FSDP its weights cannot be loaded without training; use "
                          "that checkpoint as it is, or raise max_steps to train on.")
     trainer._load_from_checkpoint(checkpoint)
@@ -83,7 +84,7 @@ def place_stream(stream: PhasedBlockStream, resumed: tuple[str, int] | None, arg
         checkpoint, args.process_index if stream.per_process else 0)
     if any_process(position is None):
         if args.ignore_data_skip:
-            raise ValueError(f"ignore_data_skip=True, but {checkpoint} holds no position of the streamed "
+            raise UsageError(f"ignore_data_skip=True, but {checkpoint} holds no position of the streamed "
                              "train_dataset (a stream read by DataLoader workers saves none), so the stream can only "
                              "be replayed to its step, which ignore_data_skip forbids (started at its beginning, every "
                              "step would read the wrong phase's rows); resume without ignore_data_skip.")
@@ -162,7 +163,7 @@ def check_resume_settings(checkpoint: str, current: dict, allow_changes: bool) -
         changes = ", ".join(f"{key} {saved.get(key, 'unrecorded')!r} -> {value!r}" for key, value in current.items()
                             if saved.get(key, "unrecorded") != value)
     if changes and not allow_changes:
-        raise ValueError(f"cannot resume from {checkpoint}: {changes}. The phase switch and the data position "
+        raise UsageError(f"cannot resume from {checkpoint}: {changes}. The phase switch and the data position "
                          "depend on these settings; resume with the original ones, or set "
                          "tst_allow_changed_settings=True to resume anyway (data order then follows the new settings).")
 
@@ -181,5 +182,10 @@ def load_data_state(checkpoint: str | None, process_index: int) -> dict | None:
     path = os.path.join(checkpoint, DATA_STATE.format(process_index)) if checkpoint else None
     if path is None or not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as error:
+        raise UsageError(f"{path} is unreadable ({error}): the data position of this checkpoint is damaged; resume "
+                         f"from another checkpoint, or delete {os.path.basename(path)} to replay the stream up to the "
+                         "checkpoint's step instead.") from None

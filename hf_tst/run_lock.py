@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 from transformers.utils import logging
 
+from .errors import UsageError
+
 logger = logging.get_logger(__name__)
 
 LOCK = "_tst_run.lock"
@@ -36,7 +38,7 @@ def hold_output_dir(output_dir: str, is_holder: bool, any_process: Callable[[boo
             logger.warning(f"output_dir {output_dir} cannot be locked ({error}); the run goes on without the check "
                            "that no other live run writes into it.")
     if any_process(refusal is not None):  # reached by every process, however the holder fared
-        raise ValueError(refusal or f"output_dir {output_dir} is in use by another run (the main process names it).")
+        raise UsageError(refusal or f"output_dir {output_dir} is in use by another run (the main process names it).")
     try:
         yield
     finally:

@@ -8,6 +8,8 @@ is the mean of the bag's input embeddings; its target is the next bag B_{j+1}.
 import torch
 from torch import nn
 
+from .errors import UsageError
+
 IGNORE_INDEX = -100
 
 # Causal LMs whose forward reads the token ids beyond the input embedding: a bag has no single id,
@@ -27,7 +29,7 @@ def check_superposable(model: nn.Module) -> None:
     if reason is None and getattr(config, "hidden_size_per_layer_input", 0):
         reason = "its per-layer embeddings (Gemma-3n/Gemma-4 style) are looked up from the token ids"
     if reason is not None:
-        raise ValueError(f"model_type {model_type!r} does not support input superposition: {reason}. Train it "
+        raise UsageError(f"model_type {model_type!r} does not support input superposition: {reason}. Train it "
                          "with tst_superpose='output' (plain input, next-bag targets) or tst_ratio=0.")
 
 

@@ -6,6 +6,7 @@ import datasets
 from transformers.utils import logging
 
 from .arguments import DataArguments
+from .errors import UsageError
 
 logger = logging.get_logger(__name__)
 
@@ -51,7 +52,7 @@ def as_blocks(dataset, tokenizer, block_size: int, text_column: str = "text", sp
         return pack_text_dataset(dataset, tokenizer, block_size, text_column, split)
     length = len(next(iter(dataset))["input_ids"])
     if length != block_size:
-        raise ValueError(f"split {split!r} holds pre-tokenized blocks of {length} tokens, but block_size={block_size}; "
+        raise UsageError(f"split {split!r} holds pre-tokenized blocks of {length} tokens, but block_size={block_size}; "
                          f"pass --block_size {length}, or rebuild the blocks at {block_size}.")
     return dataset
 
@@ -62,7 +63,7 @@ def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "t
     Documents with no usable text are skipped first (`usable_documents`). Works on a
     `datasets.Dataset` and on a streaming `datasets.IterableDataset` alike."""
     if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos_token; packing needs one to separate documents.")
+        raise UsageError("the tokenizer has no eos_token; packing needs one to separate documents.")
 
     def tokenize_and_pack(batch):  # documents longer than the model's context are expected: they are cut into blocks
         documents = tokenizer(batch[text_column], verbose=False)["input_ids"]
@@ -72,7 +73,7 @@ def pack_text_dataset(dataset, tokenizer, block_size: int, text_column: str = "t
 
     columns = dataset.column_names
     if columns is not None and text_column not in columns:
-        raise ValueError(f"text_column={text_column!r} is not a column of the dataset (columns: {columns}).")
+        raise UsageError(f"text_column={text_column!r} is not a column of the dataset (columns: {columns}).")
     documents = usable_documents(dataset, text_column, split)
     return documents.map(tokenize_and_pack, batched=True, batch_size=1000, remove_columns=columns)
 
@@ -104,11 +105,11 @@ def usable_documents(dataset, text_column: str, split: str):
 
         kept = dataset.filter(keep)
         if next(iter(kept), None) is None:
-            raise ValueError(no_text)
+            raise UsageError(no_text)
         return kept
     kept = dataset.filter(lambda document: has_text(document, text_column))
     if len(kept) == 0:
-        raise ValueError(no_text)
+        raise UsageError(no_text)
     if len(kept) < len(dataset):
         logger.warning(f"{split}: skipped {len(dataset) - len(kept):,} of {len(dataset):,} documents with no usable "
                        f"text in column {text_column!r} (null, empty, whitespace-only, not a string or missing).")

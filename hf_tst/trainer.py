@@ -21,6 +21,7 @@ from transformers.utils import logging
 from .checks import check_before_training, check_stream_readers
 from .config import TSTConfig, as_tst_config
 from .data import PhasedBlockStream, TSTDataCollator
+from .errors import UsageError, step_noted
 from .extras import import_deepspeed_only_when_used
 from .guard import NonFiniteGuard, drop_step_gradients
 from .head import FusedLMHead, fused_head_for
@@ -93,7 +94,7 @@ class TSTTrainer(Trainer):
         self._resumed = None  # (checkpoint, its step) of a resumed run, set by train()
         self._stream_placed = False  # whether the stream starts at the resumed step (else Trainer replays it)
         if args.tst_skip_nonfinite_steps and self.is_deepspeed_enabled:
-            raise ValueError("tst_skip_nonfinite_steps=True cannot skip a step under DeepSpeed, which steps the "
+            raise UsageError("tst_skip_nonfinite_steps=True cannot skip a step under DeepSpeed, which steps the "
                              "optimizer inside backward; leave it False (the run then stops before the step).")
 
     def run_settings(self) -> dict:
@@ -104,10 +105,11 @@ class TSTTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
         """`Trainer.train` holding `output_dir` (`run_lock`), the switch of an epoch-based run placed first; resuming
         (`resume.resume_point`: a folder, `True`/`"last"`, or `"auto"`) only from a whole checkpoint of the same
-        settings, and training nothing past `max_steps`. Leaves the model card (a failure to is only a warning)."""
+        settings, training nothing past `max_steps`; a failure carries its step (`step_noted`). Writes the card."""
         self.args.place_switch(len(self.train_dataset) if has_length(self.train_dataset) else None)
         self._settings_recorder.settings = self.run_settings()
-        with hold_output_dir(self.args.output_dir, self.is_world_process_zero(), self._any_process):
+        with (hold_output_dir(self.args.output_dir, self.is_world_process_zero(), self._any_process),
+              step_noted(lambda: self.state.global_step)):
             self._resumed = resume_point(self, resume_from_checkpoint)
             if self._resumed is not None and self._resumed[1] >= self.args.max_steps > 0:
                 return finished_run_output(self, self._resumed[0])
@@ -134,11 +136,9 @@ class TSTTrainer(Trainer):
         """The phase-aware stream of rows, placed at the resumed step (`resume.place_stream`), built here as Trainer's
         column filtering would strip `bag_size`; its workers leave the preemption signals to this process."""
         args = self.args
-        if args.superposition_steps == 0:
+        if args.superposition_steps == 0 or self.train_dataset is None:  # Trainer's loader, or its refusal of None
             check_stream_readers(self.train_dataset, args.dataloader_num_workers, "the train_dataset")
             loader = super().get_train_dataloader()
-        elif self.train_dataset is None:
-            raise ValueError("TSTTrainer: training requires a train_dataset.")
         else:
             self._block_stream = PhasedBlockStream.for_run(self.train_dataset, args, self._train_batch_size,
                                                            args.process_index, args.world_size)

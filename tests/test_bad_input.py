@@ -85,3 +85,15 @@ def test_labels_that_differ_from_input_ids_are_refused_and_a_copy_is_accepted(ma
                                               train_sampling_strategy="sequential"))
         with pytest.raises(ValueError, match="'labels' column differs from its 'input_ids'"):
             trainer.train()
+
+
+@pytest.mark.parametrize("length, fold, message", [
+    (1, "sequence", r"=1: a row needs at least 2 tokens, one to read and the next to predict"),
+    (4, "batch", r"=4: tst_fold='batch' folds a row of L tokens into bags of s = tst_bag_size = 4.*block size of 5"),
+])
+def test_rows_that_leave_no_next_token_or_bag_to_predict_are_refused(make_config, length, fold, message):
+    with pytest.raises(ValueError, match=message):
+        TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(40, length, 97),
+                   args=make_config(max_steps=4, tst_bag_size=4, tst_fold=fold))
+    TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(40, length + 1, 97),  # one more token is enough
+               args=make_config(max_steps=4, tst_bag_size=4, tst_fold=fold))

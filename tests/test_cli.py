@@ -168,37 +168,15 @@ def test_debug_shows_the_traceback_instead(monkeypatch):
         hf_tst(["train", *MISTAKES["typo"][0], "--debug"])
 
 
-ROUTES = {  # how a user starts the main job, and the name its errors go by
-    "hf-tst train": ([sys.executable, "-m", "hf_tst", "train"], "hf-tst train", 2),
-    "recipe": ([sys.executable, "recipes/train.py"], "train.py", 2),
-    # accelerate's own launcher raises CalledProcessError after a failed script unless --quiet; it exits 1 then.
-    "accelerate launch --quiet": ([str(Path(sys.executable).parent / "accelerate"), "launch", "--quiet",
-                                   "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-                                   "--dynamo_backend", "no", "recipes/train.py"], "train.py", 1),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("route, mistake", [(route, mistake) for route in ("hf-tst train", "recipe")
-                                            for mistake in ("typo", "missing config", "bad ratio")]
-                         + [("accelerate launch --quiet", "typo")])
-def test_each_mistake_prints_one_line_and_a_nonzero_status_however_the_job_is_started(route, mistake):
-    command, prog, status = ROUTES[route]
-    argv, message = MISTAKES[mistake]
-    result = subprocess.run([*command, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert (result.returncode, (result.stdout + result.stderr).splitlines()) == (status,
-                                                                                 [f"{prog}: error: {message}"])
-
-
-@pytest.mark.slow
-def test_an_error_in_the_launched_job_is_its_one_line_and_status_without_the_launchers_traceback(tmp_path):
-    """Data that does not exist is found by the launched process, not while parsing: its line and status
-    are all that `hf-tst train` shows."""
-    result = subprocess.run([*ROUTES["hf-tst train"][0], *TINY_SHRUNK, "--train_files", "no-such-file.jsonl",
-                             "--output_dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
-    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert re.fullmatch(r"hf-tst train: error: .*no-such-file\.jsonl.*", lines[-1]), lines
+def test_under_a_bare_accelerate_launch_a_mistake_is_the_scripts_one_line(tmp_path):
+    """(`hf-tst train` and the recipe run every mistake of test_mistakes.py.) accelerate's own launcher raises
+    CalledProcessError after a failed script unless --quiet; with it, the script's line is all there is."""
+    accelerate = [str(Path(sys.executable).parent / "accelerate"), "launch", "--quiet", "--num_processes", "1",
+                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "recipes/train.py"]
+    argv, message = MISTAKES["typo"]
+    result = subprocess.run([*accelerate, *argv], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, (result.stdout + result.stderr).splitlines()) == (1, [f"train.py: error: {message}"])
 
 
 def test_help_shows_the_config_and_the_tst_fields_first_in_their_own_group(capsys):
@@ -270,3 +248,20 @@ def test_a_launched_job_that_fails_exits_with_its_own_status_and_no_launcher_tra
         hf_tst(["train", *TINY_SHRUNK, "--output_dir", "unused", "--num_processes", "1"])
     assert exit_code.value.code == status
     assert capsys.readouterr().err == ""  # the launched processes said why
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_a_command_that_succeeds_exits_0_from_the_console_script(command):
+    """The console script runs `sys.exit(main())`: a command's result returned through main (a dict of metrics)
+    would print and exit 1. The command itself is replaced by one that succeeds with a result."""
+    console_script = (f"import sys, hf_tst.scripts.{command} as script; script.main = lambda argv, prog: {{'ok': 1}}; "
+                      "from hf_tst.cli import main; sys.exit(main())")
+    result = subprocess.run([sys.executable, "-c", console_script, command], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_push_refuses_a_folder_that_does_not_exist_before_touching_the_hub(monkeypatch, capsys):
+    monkeypatch.setattr("hf_tst.scripts.push.push_output_dir", lambda *args: pytest.fail("pushed"))
+    assert refusal(["push", "no-such-run", "user/model"], capsys) == ("hf-tst push: error: output_dir no-such-run: no "
+                                                                     "such folder; pass the output_dir of a training "
+                                                                     "run.")

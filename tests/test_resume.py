@@ -196,3 +196,16 @@ def test_a_stream_position_from_another_pipeline_is_refused_by_name(tmp_path, ma
                        train_dataset=blocks.to_iterable_dataset().map(Counter()))
     with pytest.raises(ValueError, match=r"data position \(tst_data_state-\*.json\) does not fit this train_dataset"):
         other.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+
+
+def test_a_damaged_data_position_is_named_with_its_file(tmp_path):
+    """Damaged without changing its size (which the completeness record would catch first)."""
+    from hf_tst.errors import UsageError
+    from hf_tst.resume import load_data_state, save_data_state
+
+    save_data_state(str(tmp_path), {"row": 12}, process_index=0)
+    path = tmp_path / "tst_data_state-0.json"
+    path.write_text("x" * path.stat().st_size)
+    with pytest.raises(UsageError, match=rf"{path} is unreadable .* resume from another checkpoint, or delete "
+                                         "tst_data_state-0.json"):
+        load_data_state(str(tmp_path), 0)

@@ -6,7 +6,9 @@ Checkpoint folders and training state stay local.
 """
 
 import argparse
+import os
 
+from ..errors import UsageError
 from ..hub import push_output_dir
 
 
@@ -22,4 +24,6 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str | None = None):
     args = make_parser(prog).parse_args(argv)
+    if not os.path.isdir(args.output_dir):  # before the repository is created on the Hub
+        raise UsageError(f"output_dir {args.output_dir}: no such folder; pass the output_dir of a training run.")
     return push_output_dir(args.output_dir, args.repo_id, args.revision, args.private)

@@ -9,8 +9,9 @@ take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream i
 `--resume_from_checkpoint last` resumes from the newest whole checkpoint in `--output_dir` (`auto`: that one,
 or a fresh start when there is none).
 Under `hf-tst train`, flags that are none of these go to `accelerate launch` (`--num_processes`,
-`--mixed_precision`, `--config_file`; `accelerate launch --help` lists them); `--debug` shows the
-traceback of an error, which is otherwise one line.
+`--mixed_precision`, `--config_file`; `accelerate launch --help` lists them). A mistake in the input is one
+line and status 2 (`--debug` adds its traceback); a failure while training is a line with its step, the
+traceback and status 1.
 """
 
 import argparse
