@@ -43,7 +43,7 @@ from .errors import UsageError, failure_line, usage_line
 from .parser import flags_of
 from .preemption import signals_left_to_trainers
 
-COMMANDS = ("train", "evaluate", "compare", "sweep", "ladder", "push")
+COMMANDS = ("train", "plan", "evaluate", "compare", "sweep", "ladder", "push")
 LAUNCHED = ("train",)  # run under `accelerate launch`, on every device
 ACCELERATE_CONFIGS = resources.files("hf_tst") / "resources" / "accelerate"
 USAGE_ERROR = 2  # argparse's exit status for a command-line mistake
