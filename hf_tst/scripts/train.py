@@ -3,9 +3,10 @@
     accelerate launch recipes/train.py --config recipes/configs/tiny.yaml [--any_field value ...]
     hf-tst train --config recipes/configs/tiny.yaml [--any_field value ...] [--accelerate_config zero3 ...]
 
-Offline default: a tiny Llama built from `recipes/models/tiny-llama`, the shipped tokenizer and the
-embedded Python-docs corpus. Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name`
-take Hub ids, `--dataset_name` a Hub dataset (add `--streaming true` to stream it).
+Every run names a model and data: `--config recipes/configs/tiny.yaml`, the main job, trains offline a tiny
+Llama built from `recipes/models/tiny-llama` on the shipped tokenizer and the embedded Python-docs corpus.
+Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name` take Hub ids, `--dataset_name` a Hub
+dataset (add `--streaming true` to stream it).
 `--resume_from_checkpoint last` resumes from the newest whole checkpoint in `--output_dir` (`auto`: that one,
 or a fresh start when there is none).
 Under `hf-tst train`, flags that are none of these go to `accelerate launch` (`--num_processes`,
