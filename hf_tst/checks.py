@@ -50,10 +50,11 @@ def check_before_training(model, args: TSTConfig, train_dataset, processing_clas
                          "text first, e.g. with hf_tst.text.pack_text_dataset(dataset, tokenizer, block_size).")
     map_style = train_dataset is not None and not isinstance(train_dataset, IterableDataset)
     if map_style and len(train_dataset):
-        check_labels(train_dataset[0])  # the collator checks every row; the first one fails here, before training
-        check_row_length(len(train_dataset[0]["input_ids"]), args, "len(train_dataset[0]['input_ids'])")
+        first = train_dataset[0]  # read once: it may be a costly read of a large dataset
+        check_labels(first)  # the collator checks every row; the first one fails here, before training
+        check_row_length(len(first["input_ids"]), args, "len(train_dataset[0]['input_ids'])")
         if model is not None:
-            check_positions(model, len(train_dataset[0]["input_ids"]))  # a row's positions: its block's length
+            check_positions(model, len(first["input_ids"]))  # a row's positions: its block's length
 
 
 def check_row_length(length: int, args: TSTConfig, what: str) -> None:
