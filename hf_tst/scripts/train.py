@@ -17,6 +17,8 @@ traceback and status 1.
 
 import argparse
 
+from accelerate import PartialState
+
 from ..arguments import TRAINING_ARGUMENTS
 from ..cli import run
 from ..parser import TSTParser
@@ -29,7 +31,11 @@ def make_parser(prog: str | None = None) -> TSTParser:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
-    return pretrain(*make_parser(prog).parse_args_and_config(argv))
+    metrics = pretrain(*make_parser(prog).parse_args_and_config(argv))
+    # A launched process that exits with its process group alive can abort in the group's teardown
+    # ("terminate called without an active exception"), failing a run that succeeded.
+    PartialState().destroy_process_group()
+    return metrics
 
 
 if __name__ == "__main__":  # the process `hf-tst train` starts under `accelerate launch`
