@@ -44,9 +44,10 @@ print(f"hf_tst {hf_tst.__version__} from {installed_at.parent}: trained {result.
 
 console = Path(sys.executable).with_name("hf-tst")
 listing = subprocess.run([console, "--help"], capture_output=True, text=True, check=True).stdout
-commands = ("train", "evaluate", "compare", "sweep", "ladder", "push")
+commands = ("train", "plan", "evaluate", "compare", "sweep", "ladder", "push")
 assert all(f"    {command}" in listing for command in commands), listing
-own_flags = {"train": ["--config", "--tst_bag_size", "--model_config"], "evaluate": ["--tasks", "--limit"],
+own_flags = {"train": ["--config", "--tst_bag_size", "--model_config"], "plan": ["--num_processes", "--mfu"],
+             "evaluate": ["--tasks", "--limit"],
              "compare": ["--config", "--compare_dir", "--eval_limit", "--tst_ratio"],
              "sweep": ["--config", "--bag_sizes", "--ratios", "--sweep_dir"],
              "ladder": ["--config", "--budgets", "--runs {all,baseline,tst}"], "push": ["--revision", "--private"]}
