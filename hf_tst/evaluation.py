@@ -9,10 +9,13 @@ corpus's held-out split, written as lm-eval task YAMLs over local JSON lines:
 - `pydocs_bpb`: rolling log-likelihood of whole passages; bits per byte (and word/byte perplexity).
 """
 
+import contextlib
 import gzip
 import json
 import os
 import random
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -52,19 +55,19 @@ def write_offline_tasks(folder: str, passages: list[str] | None = None, seed: in
     # The cloze and bits-per-byte tasks read the same passages.
     rows = {"pydocs_continuation": continuation, "pydocs_cloze": [{"text": p} for p in passages]}
     rows["pydocs_bpb"] = rows["pydocs_cloze"]
-    common = {"dataset_path": "json", "test_split": "test", "metadata": {"version": 1.0}}
+    # Every metric names its aggregation and direction, and the suite its 0 shots, so lm-eval has nothing to guess.
+    common = {"dataset_path": "json", "test_split": "test", "num_fewshot": 0, "metadata": {"version": 1.0}}
     tasks = {
         "pydocs_continuation": {"output_type": "multiple_choice", "doc_to_text": "{{context}}",
                                 "doc_to_choice": "{{endings}}", "doc_to_target": "{{label}}",
-                                "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]},
+                                "metric_list": [metric("acc", "mean", True), metric("acc_norm", "mean", True)]},
         "pydocs_cloze": {"output_type": "loglikelihood", "doc_to_text": "{{text.split(' ')[:-1]|join(' ')}}",
                          "doc_to_target": "{{' '+text.split(' ')[-1]}}",
-                         "metric_list": [{"metric": "perplexity", "aggregation": "perplexity",
-                                          "higher_is_better": False},
-                                         {"metric": "acc", "aggregation": "mean", "higher_is_better": True}]},
+                         "metric_list": [metric("perplexity", "perplexity", False), metric("acc", "mean", True)]},
         "pydocs_bpb": {"output_type": "loglikelihood_rolling", "doc_to_text": "", "doc_to_target": "{{text}}",
-                       "metric_list": [{"metric": "word_perplexity"}, {"metric": "byte_perplexity"},
-                                       {"metric": "bits_per_byte"}]},
+                       "metric_list": [metric("word_perplexity", "weighted_perplexity", False),
+                                       metric("byte_perplexity", "weighted_perplexity", False),
+                                       metric("bits_per_byte", "bits_per_byte", False)]},
     }
     for task, spec in tasks.items():
         data = os.path.abspath(os.path.join(folder, f"{task}.jsonl"))
@@ -76,12 +79,26 @@ def write_offline_tasks(folder: str, passages: list[str] | None = None, seed: in
     return folder
 
 
+def metric(name: str, aggregation: str, higher_is_better: bool) -> dict:
+    """One entry of a task YAML's `metric_list`."""
+    return {"metric": name, "aggregation": aggregation, "higher_is_better": higher_is_better}
+
+
+@contextlib.contextmanager
+def offline_tasks() -> Iterator[str]:
+    """The offline suite written into a temporary folder, removed afterwards: evaluating a model folder leaves
+    no task files in it (a push would upload them)."""
+    with tempfile.TemporaryDirectory(prefix="hf_tst_lm_eval_tasks-") as folder:
+        yield write_offline_tasks(folder)
+
+
 def evaluate(model, tokenizer=None, tasks: list[str] | None = None, task_dir: str | None = None,
              batch_size: int = 8, limit: int | None = None, device: str = "cpu") -> dict:
     """0-shot lm-eval results for `model` (a path, a Hub id, or an in-memory model with its tokenizer).
 
-    Without `task_dir` the tasks are looked up in lm-eval's own registry (online); with it, only in
-    that folder (the offline suite written by `write_offline_tasks`)."""
+    Without `task_dir` the tasks are looked up in lm-eval's own registry (online) and run with 0 shots; with
+    it, only in that folder (the offline suite of `offline_tasks` or `write_offline_tasks`), with the shots
+    its YAMLs declare (0 when they declare none)."""
     require("lm_eval", "eval", "downstream evaluation")
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
@@ -89,7 +106,8 @@ def evaluate(model, tokenizer=None, tasks: list[str] | None = None, task_dir: st
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
     manager = TaskManager(include_path=task_dir, include_defaults=False) if task_dir else TaskManager()
-    return simple_evaluate(model=lm, tasks=tasks or (OFFLINE_TASKS if task_dir else PAPER_TASKS), num_fewshot=0,
+    return simple_evaluate(model=lm, tasks=tasks or (OFFLINE_TASKS if task_dir else PAPER_TASKS),
+                           num_fewshot=None if task_dir else 0,
                            limit=limit, task_manager=manager, log_samples=False)
 
 

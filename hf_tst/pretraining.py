@@ -2,6 +2,8 @@
 -> `TSTTrainer` -> checkpoint, eval metrics, model card and trainer state in `output_dir`; and the
 one-variant run that comparisons, sweeps and ladders repeat with a few fields changed."""
 
+from dataclasses import replace
+
 import datasets
 from transformers import AutoTokenizer, set_seed
 
@@ -58,9 +60,12 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, script_args: 
 def train_variant(parser: TSTParser, argv: list[str], output_dir: str, **overrides) -> dict:
     """`pretrain` on `argv` plus `--field value` overrides, in its own `output_dir`: one run of a
     comparison, sweep or ladder. `parser` is the calling command's; its last dataclasses must be
-    `TRAINING_ARGUMENTS` (the command's own come first and are ignored here)."""
+    `TRAINING_ARGUMENTS` (the command's own come first and are ignored here). The config's `closing_note`
+    speaks of the job it belongs to, not of this run, so a variant prints none: the calling command
+    reports its own verdict."""
     if tuple(parser.dataclass_types[-len(TRAINING_ARGUMENTS):]) != TRAINING_ARGUMENTS:
         raise TypeError("train_variant needs a parser whose last dataclasses are hf_tst.arguments.TRAINING_ARGUMENTS.")
     flags = [item for key, value in overrides.items() for item in (f"--{key}", str(value))]
-    parsed = parser.parse_args_and_config([*argv, *flags, "--output_dir", output_dir])
-    return pretrain(*parsed[-len(TRAINING_ARGUMENTS):])
+    model_args, data_args, script_args, args = parser.parse_args_and_config(
+        [*argv, *flags, "--output_dir", output_dir])[-len(TRAINING_ARGUMENTS):]
+    return pretrain(model_args, data_args, replace(script_args, closing_note=None), args)

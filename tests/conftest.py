@@ -1,5 +1,8 @@
 import importlib.util
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -14,6 +17,19 @@ from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from hf_tst import TSTConfig, TSTTrainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+HF_TST = str(Path(sys.executable).with_name("hf-tst"))  # the console command installed with the package
+PROGRESS_BAR = re.compile(r"\d+%\||it/s\]|s/it\]|examples/s\]")  # tqdm's, as lm-eval and 🤗 datasets draw them
+
+
+def run_hf_tst(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    """`hf-tst ARGV` as a user runs it: the installed console command, from the repository root, offline."""
+    return subprocess.run([HF_TST, *argv], cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True,
+                          text=True, timeout=600, **kwargs)
+
+
+def lines_besides_progress_bars(console: str) -> list[str]:
+    """The non-empty lines of `console` that are not progress bars (which redraw themselves with \r)."""
+    return [line for line in re.split(r"[\r\n]", console) if line.strip() and not PROGRESS_BAR.search(line)]
 
 
 def needs(module: str, extra: str):

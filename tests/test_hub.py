@@ -4,6 +4,8 @@ and the pushed folders load as plain transformers models."""
 import copy
 import importlib.util
 import shutil
+import subprocess
+import sys
 from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,10 +45,12 @@ class FakeHub:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(Path(folder_path) / name, target / name)
         self.uploads.append((repo_id, revision or "main", path_in_repo, kept))
+        commit = SimpleNamespace(commit_url=f"https://hub.test/{repo_id}/commit/{len(self.uploads)}")
         if run_as_future:
             done = Future()
-            done.set_result(None)
+            done.set_result(commit)
             return done
+        return commit
 
     def folder(self, repo_id, revision):
         return self.root / repo_id / (revision or "main")
@@ -86,7 +90,9 @@ def test_training_pushes_the_switch_checkpoint_to_its_branch_and_the_final_model
     assert "token-superposition-training" in (hub.folder("someone/tiny-tst", "main") / "README.md").read_text()
 
 
-def test_push_recipe_uploads_an_existing_output_folder(tmp_path, hub, make_config):
+def test_hf_tst_push_uploads_an_existing_output_folder_and_exits_0(tmp_path, make_config):
+    """Through `hf-tst`'s entry point in a fresh interpreter (the console script's `sys.exit(main())`), with this
+    module's FakeHub in place of the Hub client."""
     out = tmp_path / "out"
     trainer = TSTTrainer(model=tiny_llama(), train_dataset=packed_dataset(64, 16, 97),
                          args=make_config(output_dir=str(out), max_steps=4, tst_bag_size=4, save_strategy="steps",
@@ -94,13 +100,18 @@ def test_push_recipe_uploads_an_existing_output_folder(tmp_path, hub, make_confi
     trainer.train()
     trainer.save_model()
     trainer.create_model_card()
-    push_recipe = load_recipe("push")
-    push_recipe.main([str(out), "someone/pushed", "--revision", "v1"])
-    assert hub.branches == [("someone/pushed", "v1")]
-    (upload,) = hub.uploads
-    assert upload[:3] == ("someone/pushed", "v1", None)
-    assert set(upload[3]) == {"README.md", *(["loss_curve.png"] if PLOTS else []), "training_args.bin", *MODEL_FILES}
-    AutoModelForCausalLM.from_pretrained(hub.folder("someone/pushed", "v1"))
+    console_script = (f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from pathlib import Path; "
+                      "from transformers.utils import hub; from test_hub import FakeHub; "
+                      f"hub._hf_api = FakeHub(Path({str(tmp_path / 'hub')!r})); "
+                      "from hf_tst.cli import main; sys.exit(main())")
+    result = subprocess.run([sys.executable, "-c", console_script, "push", str(out), "someone/pushed", "--revision",
+                             "v1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == f"pushed {out} to someone/pushed (v1): https://hub.test/someone/pushed/commit/1\n"
+    pushed = FakeHub(tmp_path / "hub").folder("someone/pushed", "v1")
+    assert {path.name for path in pushed.iterdir()} == {"README.md", *(["loss_curve.png"] if PLOTS else []),
+                                                        "training_args.bin", *MODEL_FILES}
+    AutoModelForCausalLM.from_pretrained(pushed)
 
 
 SECRET = "hf_tstTestTokenThatMustNeverBeWritten"

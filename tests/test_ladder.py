@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, needs_plots, tiny_llama
+from conftest import TINY_SHRUNK, needs_plots, run_hf_tst, tiny_llama
 
 from hf_tst.checkpoints import mark_complete
 from hf_tst.ladder import (
@@ -109,7 +109,11 @@ def log_interpolated_baseline_steps(frontier: dict[int, float], loss: float) -> 
 def test_ladder_recipe_reports_and_resumes_where_it_stopped(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = [*LADDER_SHRUNK, "--budgets", "8", "12", "--baseline_budgets", "16", "--ladder_dir", str(tmp_path)]
-    assert ladder.main([*argv, "--runs", "tst"]) is None  # the baseline is still to run: no report yet
+    half = run_hf_tst("ladder", *argv, "--runs", "tst")  # the installed command; the baseline is still to run
+    assert half.returncode == 0, half.stderr[-3000:]
+    assert half.stdout.splitlines()[-1] == (f"the tst runs are done in {tmp_path}; the report is written when the "
+                                            "baseline runs (--runs baseline) finish too.")
+    assert not (tmp_path / "s2-r0.5" / "ladder.md").exists()
     result = ladder.main([*argv, "--runs", "baseline"])
     report = (tmp_path / "s2-r0.5" / "ladder.md").read_text()
     assert [row["budget"] for row in result["rows"]] == [8, 12] and sorted(result["frontier"]) == [8, 12, 16]

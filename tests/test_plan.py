@@ -6,13 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import HF_TST, REPO
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_tst.arguments import ModelArguments
 from hf_tst.plan import model_on_meta, parameters
-
-HF_TST = str(Path(sys.executable).with_name("hf-tst"))
 
 
 def plan(*flags: str) -> str:

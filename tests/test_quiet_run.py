@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import needs_deepspeed
+from conftest import HF_TST, needs_deepspeed
 from transformers import AutoTokenizer
 
 from hf_tst.text import pack_text_dataset
@@ -36,7 +36,7 @@ def test_the_main_job_prints_no_warning_line(tmp_path):
     """The main job (`make run`), shortened to 60 steps and 32 held-out blocks: the same switch, evaluations,
     checkpoints (with rotation), model card and closing lines."""
     result = subprocess.run(
-        [sys.executable, "-m", "hf_tst", "train", "--config", "recipes/configs/tiny.yaml", "--max_steps", "60",
+        [HF_TST, "train", "--config", "recipes/configs/tiny.yaml", "--max_steps", "60",
          "--eval_steps", "30", "--save_steps", "30", "--max_eval_blocks", "32", "--output_dir", str(tmp_path / "run")],
         cwd=REPO, env=fresh_environment(tmp_path), capture_output=True, text=True, timeout=300)
     console = result.stdout + result.stderr

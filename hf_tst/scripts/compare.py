@@ -9,6 +9,11 @@ Writes COMPARE_DIR/report.md and report.json: final eval losses, downstream scor
 lm-eval suite), the equal-loss speedup, and curves.png (eval loss against steps and against data
 tokens). Each run's checkpoint, card and trainer state stay in COMPARE_DIR/{tst,baseline}.
 Needs the `eval` and `plots` extras.
+
+Its speedup reads the baseline's curve mid-run, before the baseline's learning rate has decayed, while
+TST's final loss comes after TST's decay: whenever the crossing falls before the baseline's last step,
+this flatters TST. For a speedup against properly decayed baselines of every budget, run the budget
+ladder (`hf-tst ladder --config ... --budgets 500 1000 2000`).
 """
 
 import argparse
@@ -19,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ..arguments import TRAINING_ARGUMENTS
 from ..compare import equal_loss_speedup, eval_curve, held_out_at_switch, plot_curves
-from ..evaluation import evaluate, write_offline_tasks
+from ..evaluation import evaluate, offline_tasks
 from ..extras import require
 from ..parser import TSTParser
 from ..pretraining import train_variant
@@ -44,8 +49,8 @@ def run(parser: TSTParser, argv: list[str], output_dir: str, eval_limit: int | N
     train_variant(parser, argv, output_dir, **overrides)
     with open(os.path.join(output_dir, "trainer_state.json")) as f:
         state = json.load(f)
-    downstream = evaluate(output_dir, task_dir=write_offline_tasks(os.path.join(output_dir, "lm_eval_tasks")),
-                          limit=eval_limit)["results"]
+    with offline_tasks() as task_dir:
+        downstream = evaluate(output_dir, task_dir=task_dir, limit=eval_limit)["results"]
     return {"curve": eval_curve(state["log_history"]), "downstream": downstream,
             "switch": switch_figures(state["log_history"])}
 
@@ -92,5 +97,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     text = report(runs, speedup, args.superposition_steps)
     with open(os.path.join(own.compare_dir, "report.md"), "w") as f:
         f.write(text)
-    print(text)
+    print(f"{text}\nreport.md, report.json and curves.png in {own.compare_dir}")
     return {"speedup": speedup, "runs": runs}

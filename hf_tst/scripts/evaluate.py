@@ -4,15 +4,17 @@
     hf-tst evaluate outputs/tiny-tst --tasks paper          # the paper's tasks (needs the Hub)
     hf-tst evaluate outputs/tiny-tst --tasks arc_easy,piqa --limit 100
 
-Needs the `eval` extra. In-process, right after training:
-`hf_tst.evaluation.evaluate(trainer.model, tokenizer, task_dir=...)`.
+Needs the `eval` extra. The offline suite's task files live in a temporary folder, never in the model's.
+In-process, right after training: `with hf_tst.evaluation.offline_tasks() as task_dir:
+hf_tst.evaluation.evaluate(trainer.model, tokenizer, task_dir=task_dir)`.
 """
 
 import argparse
+import contextlib
 import json
 import os
 
-from ..evaluation import PAPER_TASKS, evaluate, results_table, write_offline_tasks
+from ..evaluation import PAPER_TASKS, evaluate, offline_tasks, results_table
 from ..extras import require
 
 
@@ -37,14 +39,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     output_dir = args.output_dir or args.checkpoint
     os.makedirs(output_dir, exist_ok=True)
 
-    task_dir = write_offline_tasks(os.path.join(output_dir, "lm_eval_tasks")) if args.tasks == "offline" else None
-    tasks = None if args.tasks in ("offline", "paper") else args.tasks.split(",")
-    results = evaluate(args.checkpoint, tasks=tasks or (None if task_dir else PAPER_TASKS), task_dir=task_dir,
-                       batch_size=args.batch_size, limit=args.limit, device=args.device)
+    tasks = None if args.tasks == "offline" else PAPER_TASKS if args.tasks == "paper" else args.tasks.split(",")
+    with offline_tasks() if args.tasks == "offline" else contextlib.nullcontext() as task_dir:
+        results = evaluate(args.checkpoint, tasks=tasks, task_dir=task_dir, batch_size=args.batch_size,
+                           limit=args.limit, device=args.device)
     with open(os.path.join(output_dir, "results.json"), "w") as f:
         json.dump({"results": results["results"], "config": {"limit": args.limit, "tasks": args.tasks}}, f, indent=2)
     table = results_table(results)
     with open(os.path.join(output_dir, "results.md"), "w") as f:
         f.write(table)
-    print(table)
+    print(f"{table}\nresults.json and results.md in {output_dir}")
     return results

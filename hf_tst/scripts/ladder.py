@@ -63,4 +63,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
         ladder.run_baseline()
     if own.runs in ("all", "tst"):
         ladder.run_tst()
-    return ladder.report() if ladder.done() else None
+    if ladder.done():
+        return ladder.report()
+    others = "tst" if own.runs == "baseline" else "baseline"
+    print(f"the {own.runs} runs are done in {own.ladder_dir}; the report is written when the {others} runs "
+          f"(--runs {others}) finish too.")
+    return None

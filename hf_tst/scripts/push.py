@@ -26,4 +26,6 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     args = make_parser(prog).parse_args(argv)
     if not os.path.isdir(args.output_dir):  # before the repository is created on the Hub
         raise UsageError(f"output_dir {args.output_dir}: no such folder; pass the output_dir of a training run.")
-    return push_output_dir(args.output_dir, args.repo_id, args.revision, args.private)
+    commit = push_output_dir(args.output_dir, args.repo_id, args.revision, args.private)
+    print(f"pushed {args.output_dir} to {args.repo_id} ({args.revision or 'main'}): {commit.commit_url}")
+    return commit

@@ -81,5 +81,5 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         json.dump({"baseline": baseline, "runs": [{"s": s, "r": r, "eval_loss": loss}
                                                   for (s, r), loss in losses.items()]}, f, indent=2)
     plot_heatmap(losses, baseline, bag_sizes, ratios, os.path.join(own.sweep_dir, "heatmap.png"))
-    print(text)
+    print(f"{text}\nsweep.md, sweep.json and heatmap.png in {own.sweep_dir}")
     return {"baseline": baseline, "losses": losses}
