@@ -19,8 +19,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import hf_tst
 from hf_tst import TSTConfig, TSTTrainer
-from hf_tst.cli import shipped_accelerate_configs
 from hf_tst.evaluation import HELD_OUT
+from hf_tst.launch import shipped_accelerate_configs
 
 checkout = Path(__file__).resolve().parents[1]
 installed_at = Path(hf_tst.__file__).resolve()

@@ -12,7 +12,8 @@ A preempted run exits with 75 (`hf_tst.preemption`), neither of these.
 """
 
 import contextlib
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 
 STEP_NOTE = "raised during training, after optimizer step "
 
@@ -23,6 +24,20 @@ class UsageError(ValueError):
 
 class MissingExtraError(UsageError, ImportError):
     """An optional dependency that is not installed, named with the extra that installs it."""
+
+
+class LaunchedJobFailed(Exception):
+    """A job launched in other processes failed with exit `status`; they have printed why."""
+
+    def __init__(self, status: int):
+        super().__init__(f"the launched job exited with status {status}")
+        self.status = status
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """'; did you mean X?' with the known name closest to `name`, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ argument classes refuse (hf_tst's, or transformers' `TrainingArguments` checking
 
 import argparse
 import dataclasses
-import difflib
 import os
 import re
 import sys
@@ -18,11 +17,22 @@ from collections.abc import Iterable
 import yaml
 from transformers import HfArgumentParser
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
 CONFIG_HELP = ("YAML file of defaults for any of these fields (a `base: other.yaml` key inherits that file's "
                "values); flags on the command line override it.")
 FIRST_GROUP = ("Token-Superposition Training", "The config file and the TST fields; the other fields follow.")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` with the description as written and every field's default that is set after its help (the config
+    file's value when `--config` is given: its values are the parser's defaults by the time `--help` is read)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        # `--no_field` has its field's default, shown there; a default of None means "unset", which the help says.
+        if isinstance(action, argparse._StoreFalseAction) or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class TSTParser(HfArgumentParser):
@@ -33,17 +43,21 @@ class TSTParser(HfArgumentParser):
     file's values, which the file's own then override: a baseline twin is its TST config plus
     `tst_ratio: 0`. Flags are never abbreviated (`--tst_bag` is unknown, not `--tst_bag_size`).
     `--help` shows `--config` and the `tst_*` fields first, in a group of their own, then one group
-    per dataclass that names one (`_argument_group_name`).
+    per dataclass that names one (`_argument_group_name`), each field with its default.
     """
 
     def __init__(self, dataclass_types, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("usage", "%(prog)s [-h] [--config FILE.yaml] [--FIELD VALUE ...]")
         super().__init__(dataclass_types, **kwargs)
         first = self.add_argument_group(*FIRST_GROUP)
         # Read by parse_args_and_config before the dataclasses see the rest; listed here for --help.
         first.add_argument("--config", metavar="FILE.yaml", default=argparse.SUPPRESS, help=CONFIG_HELP)
         move_to_group(self, first, lambda action: action.dest.startswith("tst_"))
+        for action in self._actions:  # `--no_field` repeated its field's whole help
+            if isinstance(action, argparse._StoreFalseAction):
+                action.help = f"The same as --{action.dest} false."
 
     def error(self, message: str):
         """argparse's errors (a bad value, a missing one) as a `UsageError`, instead of the usage of every
@@ -115,12 +129,6 @@ def check_flags(strings: Iterable[str], known: list[str]) -> None:
         name = string.split("=", 1)[0]
         if is_flag(name) and name not in known:
             raise UsageError(f"unknown flag {name}{did_you_mean(name, known) or '; `--help` lists the flags.'}")
-
-
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """'; did you mean X?' with the known name closest to `name`, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
-    return f"; did you mean {close[0]}?" if close else ""
 
 
 def load_yaml_config(path: str, chain: tuple[str, ...] = ()) -> dict:

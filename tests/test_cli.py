@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SHRUNK, load_recipe, needs_eval
+from conftest import TINY_SHRUNK, load_recipe, needs_eval, run_hf_tst
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-from hf_tst.cli import COMMANDS, with_launcher_defaults
+from hf_tst import TSTConfig
+from hf_tst.cli import COMMANDS
 from hf_tst.cli import main as hf_tst
+from hf_tst.launch import with_launcher_defaults
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,16 @@ def test_hf_tst_help_lists_every_command_with_its_summary():
     for command in COMMANDS:
         summary = importlib.import_module(f"hf_tst.scripts.{command}").__doc__.split("\n")[0]
         assert f"    {command}" in text and " ".join(summary.split()[:4]) in " ".join(text.split())
+
+
+def test_a_misspelt_command_is_named_with_the_closest_one_without_importing_torch():
+    result = run_hf_tst("trian", "--config", "recipes/configs/tiny.yaml")
+    assert (result.returncode, result.stderr) == (2, "hf-tst: error: unknown command 'trian'; did you mean train?\n")
+    modules_loaded = ("import sys; from hf_tst.cli import main\ntry: main(sys.argv[1:])\nexcept SystemExit: pass\n"
+                      "print(sorted({'torch', 'transformers', 'accelerate'} & set(sys.modules)))")
+    for argv in (["trian"], ["--help"]):
+        loaded = subprocess.run([sys.executable, "-c", modules_loaded, *argv], capture_output=True, text=True)
+        assert loaded.stdout.splitlines()[-1] == "[]", argv
 
 
 def printed_help(main, argv: list[str], capsys) -> str:
@@ -63,7 +75,7 @@ def test_hf_tst_train_runs_the_recipes_job_under_accelerate_launch(tmp_path, mon
 
 def test_flags_that_are_not_the_scripts_go_to_the_launcher(tmp_path, monkeypatch):
     launched = []
-    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.setattr("hf_tst.launch.launch_command", launched.append)
     monkeypatch.chdir(REPO)
     script_argv = [*TINY_SHRUNK, "--max_steps", "4", "--output_dir", str(tmp_path)]
     hf_tst(["train", "--num_processes", "2", *script_argv, "--accelerate_config", "ddp", "--mixed_precision", "no"])
@@ -85,7 +97,7 @@ def refusal(argv: list[str], capsys) -> str:
 
 def test_an_unknown_accelerate_config_is_refused_before_any_process_starts(monkeypatch, capsys):
     launched = []
-    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.setattr("hf_tst.launch.launch_command", launched.append)
     monkeypatch.chdir(REPO)
     line = refusal(["train", *TINY_SHRUNK, "--output_dir", "unused", "--accelerate_config", "zero9"], capsys)
     assert re.fullmatch("hf-tst train: error: --accelerate_config 'zero9' is neither a file nor .* one of ddp, fsdp, "
@@ -153,7 +165,7 @@ MISTAKES = {  # the flags after `hf-tst train`, and the one line that names the 
 @pytest.mark.parametrize("mistake", MISTAKES)
 def test_a_mistake_is_one_line_naming_the_fix_before_the_launcher_starts(mistake, monkeypatch, capsys):
     launched = []
-    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
+    monkeypatch.setattr("hf_tst.launch.launch_command", launched.append)
     monkeypatch.chdir(REPO)
     argv, message = MISTAKES[mistake]
     assert refusal(["train", *argv], capsys) == f"hf-tst train: error: {message}"
@@ -161,7 +173,7 @@ def test_a_mistake_is_one_line_naming_the_fix_before_the_launcher_starts(mistake
 
 
 def test_debug_shows_the_traceback_instead(monkeypatch):
-    monkeypatch.setattr("hf_tst.cli.launch_command", lambda args: pytest.fail("launched"))
+    monkeypatch.setattr("hf_tst.launch.launch_command", lambda args: pytest.fail("launched"))
     monkeypatch.setenv("HF_TST_DEBUG", "0")  # --debug sets it, for launched processes; restored after the test
     monkeypatch.chdir(REPO)
     with pytest.raises(ValueError, match="unknown flag --tst_bag_sise; did you mean --tst_bag_size?"):
@@ -192,14 +204,34 @@ def test_help_shows_the_config_and_the_tst_fields_first_in_their_own_group(capsy
     assert text.index("--config") < text.index("--tst_bag_size") < text.index("--learning_rate")
 
 
+def flag_help(text: str, flag: str) -> str:
+    """The lines `--help` gives `flag`, joined: from its own line to the next flag's."""
+    block = re.search(rf"^  {flag}\b(.*?)(?=^  -|^\S|\Z)", text, flags=re.M | re.S).group(1)
+    return " ".join(block.split())
+
+
+def test_help_shows_each_fields_default_and_a_configs_value_in_its_place(capsys):
+    defaults = TSTConfig(output_dir="unused")
+    text = printed_help(hf_tst, ["train", "--help"], capsys)
+    shown = {field: flag_help(text, f"--{field}") for field in vars(defaults) if field.startswith("tst_")}
+    for field, help_ in shown.items():
+        value = getattr(defaults, field)
+        assert help_.endswith(f"(default: {value})") or value is None, (field, help_)
+    assert flag_help(text, "--tst_ratio").endswith("(default: 0.3)") and "--no_tst_fused_lm_head" in text
+    assert flag_help(text, "--no_tst_fused_lm_head").endswith(" The same as --tst_fused_lm_head false.")
+    configured = printed_help(hf_tst, ["train", "--config", "recipes/configs/tiny.yaml", "--help"], capsys)
+    assert flag_help(configured, "--max_steps").endswith("(default: 300)")  # tiny.yaml's; TrainingArguments' is -1
+    assert flag_help(text, "--max_steps").endswith("(default: -1)")
+
+
 def test_without_a_launch_config_the_launcher_gets_the_values_it_would_default_and_warns_of_none(
         tmp_path, monkeypatch, caplog):
     from accelerate.commands.launch import _validate_launch_command
 
     launched = []
-    monkeypatch.setattr("hf_tst.cli.launch_command", launched.append)
-    monkeypatch.setattr("hf_tst.cli.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
-    monkeypatch.setattr("hf_tst.cli.accelerator_count", lambda: 0)
+    monkeypatch.setattr("hf_tst.launch.launch_command", launched.append)
+    monkeypatch.setattr("hf_tst.launch.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
+    monkeypatch.setattr("hf_tst.launch.accelerator_count", lambda: 0)
     monkeypatch.chdir(REPO)
     hf_tst(["train", *TINY_SHRUNK, "--output_dir", str(tmp_path)])
     (args,) = launched
@@ -224,8 +256,8 @@ def test_without_a_launch_config_the_launcher_gets_the_values_it_would_default_a
 ])
 def test_the_launchers_defaults_fill_only_what_no_flag_or_config_gives(devices, launcher_argv, filled, monkeypatch,
                                                                         tmp_path):
-    monkeypatch.setattr("hf_tst.cli.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
-    monkeypatch.setattr("hf_tst.cli.accelerator_count", lambda: devices)
+    monkeypatch.setattr("hf_tst.launch.default_config_file", str(tmp_path / "no-accelerate-config.yaml"))
+    monkeypatch.setattr("hf_tst.launch.accelerator_count", lambda: devices)
     assert with_launcher_defaults(launcher_argv) == filled
     (tmp_path / "no-accelerate-config.yaml").write_text("{}")  # `accelerate config` was run: its file decides
     assert with_launcher_defaults(launcher_argv) == launcher_argv
@@ -242,7 +274,7 @@ def test_a_launched_job_that_fails_exits_with_its_own_status_and_no_launcher_tra
     def launch_command(args):
         raise failure
 
-    monkeypatch.setattr("hf_tst.cli.launch_command", launch_command)
+    monkeypatch.setattr("hf_tst.launch.launch_command", launch_command)
     monkeypatch.chdir(REPO)
     with pytest.raises(SystemExit) as exit_code:
         hf_tst(["train", *TINY_SHRUNK, "--output_dir", "unused", "--num_processes", "1"])

@@ -16,7 +16,6 @@ this flatters TST. For a speedup against properly decayed baselines of every bud
 ladder (`hf-tst ladder --config ... --budgets 500 1000 2000`).
 """
 
-import argparse
 import json
 import os
 import sys
@@ -41,8 +40,7 @@ class CompareArguments:
 
 
 def make_parser(prog: str | None = None) -> TSTParser:
-    return TSTParser((CompareArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return TSTParser((CompareArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__)
 
 
 def run(parser: TSTParser, argv: list[str], output_dir: str, eval_limit: int | None, **overrides) -> dict:

@@ -16,11 +16,12 @@ import os
 
 from ..evaluation import PAPER_TASKS, evaluate, offline_tasks, results_table
 from ..extras import require
+from ..parser import HelpFormatter
 
 
 def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("checkpoint", help="Model folder or Hub id.")
     parser.add_argument("--tasks", default="offline",
                         help="'offline' (the embedded suite), 'paper' (the paper's 8 tasks, from the Hub), or "

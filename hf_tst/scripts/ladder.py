@@ -18,7 +18,6 @@ ladder.md, ladder.json and ladder.png in the TST folder: the table, the crossove
 (speedup against T and against baseline data tokens per parameter, and both loss frontiers).
 """
 
-import argparse
 import functools
 import sys
 from dataclasses import dataclass, field
@@ -48,8 +47,7 @@ class LadderArguments:
 
 
 def make_parser(prog: str | None = None) -> TSTParser:
-    return TSTParser((LadderArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return TSTParser((LadderArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:

@@ -6,7 +6,6 @@ Takes the training config (and any training flag) plus the flags below; builds t
 nothing is downloaded but the model's config. The vocabulary is the model config's.
 """
 
-import argparse
 import sys
 from dataclasses import dataclass, field
 
@@ -29,8 +28,7 @@ class PlanArguments:
 
 
 def make_parser(prog: str | None = None) -> TSTParser:
-    return TSTParser((PlanArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return TSTParser((PlanArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> str:

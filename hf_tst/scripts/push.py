@@ -10,11 +10,12 @@ import os
 
 from ..errors import UsageError
 from ..hub import push_output_dir
+from ..parser import HelpFormatter
 
 
 def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("output_dir", help="The training run's output_dir (the saved model and its card).")
     parser.add_argument("repo_id", help="Hub repository to create or update, e.g. user/tiny-tst.")
     parser.add_argument("--revision", default=None, help="Branch to push to (created if missing); default main.")

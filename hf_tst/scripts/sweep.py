@@ -8,7 +8,6 @@ heatmap.png (the `plots` extra). Every run shares the config and the number of s
 equal-FLOPs.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -31,8 +30,7 @@ class SweepArguments:
 
 
 def make_parser(prog: str | None = None) -> TSTParser:
-    return TSTParser((SweepArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return TSTParser((SweepArguments, *TRAINING_ARGUMENTS), prog=prog, description=__doc__)
 
 
 def table(losses: dict[tuple[int, float], float], baseline: float, bag_sizes: list[int], ratios: list[float]) -> str:

@@ -15,7 +15,6 @@ line and status 2 (`--debug` adds its traceback); a failure while training is a 
 traceback and status 1.
 """
 
-import argparse
 
 from accelerate import PartialState
 
@@ -26,8 +25,7 @@ from ..pretraining import pretrain
 
 
 def make_parser(prog: str | None = None) -> TSTParser:
-    return TSTParser(TRAINING_ARGUMENTS, prog=prog, description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    return TSTParser(TRAINING_ARGUMENTS, prog=prog, description=__doc__)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
