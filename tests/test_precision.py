@@ -1,11 +1,17 @@
-"""Gradient checkpointing, bf16 autocast and torch.compile in both phases, against the plain fp32 run."""
+"""Activation checkpointing, bf16 autocast and torch.compile in both phases, against the plain fp32 run."""
+
+import dataclasses
 
 import pytest
 import torch
 from conftest import config, packed_dataset, tiny_llama
 from torch._dynamo.utils import counters
 
-from hf_tst import TSTTrainer
+from hf_tst import TSTConfig, TSTTrainer
+
+# transformers' name since 5.23, and the deprecated one it replaced (the only one before)
+CHECKPOINTING_FLAGS = [name for name in ("activation_checkpointing", "gradient_checkpointing")
+                       if name in {field.name for field in dataclasses.fields(TSTConfig)}]
 
 
 def train(make_config, **overrides):
@@ -22,9 +28,12 @@ def fp32_losses(tmp_path_factory):
     return train(lambda **o: config(tmp_path_factory.mktemp("fp32"), **o))[1]
 
 
-def test_gradient_checkpointing_changes_nothing(make_config, fp32_losses):
-    trainer, losses = train(make_config, gradient_checkpointing=True)
-    assert trainer.model.is_gradient_checkpointing
+@pytest.mark.parametrize("flag", CHECKPOINTING_FLAGS)
+def test_activation_checkpointing_changes_nothing_under_either_name(flag, make_config, fp32_losses):
+    trainer, losses = train(make_config, **{flag: True})
+    on = "is_activation_checkpointing" if hasattr(type(trainer.model), "is_activation_checkpointing") else \
+        "is_gradient_checkpointing"
+    assert getattr(trainer.model, on)
     torch.testing.assert_close(losses, fp32_losses, rtol=0, atol=1e-6)
 
 
