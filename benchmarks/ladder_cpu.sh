@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU budget-ladder study behind the README's "When TST pays" (results in benchmarks/results/ladder-*).
+# The CPU budget-ladder study behind "When TST pays" in docs/comparing.md (results in benchmarks/results/ladder-*).
 # The tiny default (3M-parameter Llama, B=16, L=128, lr 3e-3, WSD) on the ~28M-token study corpus, so
 # that no run reads a token twice: TST budgets 500-4,000 steps for (s, r) = (6, 0.3), the paper's best
 # dense setting, and (4, 0.2); one shared baseline up to 6,000 steps. Four single-threaded processes

@@ -1,7 +1,7 @@
 """The table of mistakes: every bad file, bad value and bad config a real corpus or user holds, through the
 installed `hf-tst train` and through the recipe, gives one line naming the input, status 2 and no traceback, before
 any compute. A failure during training (a full disk at a save) is another kind: status 1, the cause with its step,
-and the traceback that explains it. README's "Bad input" list is this table."""
+and the traceback that explains it. The list of mistakes in docs/commands.md is this table."""
 
 import os
 import re
@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TINY_SHRUNK
+from conftest import HF_TST, TINY_SHRUNK
 
 REPO = Path(__file__).resolve().parents[1]
-HF_TST_TRAIN = [str(Path(sys.executable).with_name("hf-tst")), "train"]
+HF_TST_TRAIN = [HF_TST, "train"]
 RECIPE = [sys.executable, "recipes/train.py"]
 FAULTS = REPO / "benchmarks" / "fault_injection"
 SAVED = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--tst_ratio", "0.5",
@@ -150,6 +150,7 @@ def test_a_failure_during_training_is_status_1_with_its_cause_step_and_traceback
     assert "Traceback (most recent call last)" in result.stderr and "OSError: [Errno 28]" in result.stderr
 
 
-def test_the_readmes_list_of_mistakes_is_this_table():
-    listed = re.search(r"<!-- mistakes -->(.*?)<!-- /mistakes -->", (REPO / "README.md").read_text(), re.S).group(1)
+def test_the_docs_list_of_mistakes_is_this_table():
+    page = (REPO / "docs" / "commands.md").read_text()
+    listed = re.search(r"<!-- mistakes -->(.*?)<!-- /mistakes -->", page, re.S).group(1)
     assert [" ".join(name.split()) for name in listed.strip().rstrip(".").split(";")] == list(MISTAKES)

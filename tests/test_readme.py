@@ -1,5 +1,5 @@
-"""The README's Python blocks run as pasted: each one, from the repository root, offline, in a fresh
-interpreter, within a minute."""
+"""The Python blocks of the README and of every page in docs/ run as pasted: each one, from the repository root,
+offline, in a fresh interpreter, within a minute. Code that cannot (a Hub id) goes in a bash or text block."""
 
 import os
 import re
@@ -10,16 +10,27 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-BLOCKS = re.findall(r"^```python\n(.*?)^```$", (REPO / "README.md").read_text(), flags=re.S | re.M)
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 
-def test_the_readme_has_python_blocks():
-    assert len(BLOCKS) >= 1
+def python_blocks(page: Path) -> list[str]:
+    """The ```python blocks of a markdown page, in order (a block may sit indented in a list item)."""
+    blocks = re.findall(r"^( *)```python\n(.*?)^\1```$", page.read_text(), flags=re.S | re.M)
+    return [re.sub(rf"^{indent}", "", block, flags=re.M) for indent, block in blocks]
+
+
+BLOCKS = {f"{page.relative_to(REPO).as_posix()}-block{i}": block
+          for page in PAGES for i, block in enumerate(python_blocks(page))}
+
+
+def test_the_readme_and_the_docs_have_python_blocks():
+    assert sum(name.startswith("README.md-") for name in BLOCKS) >= 2  # own script: map-style and streamed
+    assert any(name.startswith("docs/") for name in BLOCKS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_every_python_block_of_the_readme_runs_as_pasted(block, tmp_path):
+@pytest.mark.parametrize("block", list(BLOCKS.values()), ids=list(BLOCKS))
+def test_every_python_block_of_the_readme_and_the_docs_runs_as_pasted(block, tmp_path):
     """Run where the README says (the repository root, whose `recipes/` the blocks read), with the folders they
     write (`outputs/`) and the caches in a scratch copy of the root, so the checkout stays as it was."""
     for entry in REPO.iterdir():  # the root as a user's clone has it: recipes/ and the rest, linked
