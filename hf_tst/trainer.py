@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 
 import torch
+import transformers.trainer
 from accelerate.data_loader import prepare_data_loader
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -161,10 +162,17 @@ class TSTTrainer(Trainer):
             return dataloader if self._stream_placed else super().get_resumed_dataloader(dataloader, num_batches)
     else:
         def _run_epoch(self, **kwargs):
-            """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step."""
-            if self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]:
-                kwargs["steps_trained_in_current_epoch"] = 0
-            return super()._run_epoch(**kwargs)
+            """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step. Its
+            skip is the module's `skip_first_batches`, so that is what steps aside; the pass still counts the steps
+            trained, so the logged `epoch` goes on rising from where the run stopped."""
+            if not (self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]):
+                return super()._run_epoch(**kwargs)
+            skip_first_batches = transformers.trainer.skip_first_batches
+            transformers.trainer.skip_first_batches = lambda dataloader, num_batches: dataloader
+            try:
+                return super()._run_epoch(**kwargs)
+            finally:
+                transformers.trainer.skip_first_batches = skip_first_batches
 
     def _any_process(self, flag) -> bool:
         """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""

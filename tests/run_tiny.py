@@ -82,9 +82,10 @@ def main():
     if cli.kill_after_save:
         trainer.add_callback(KillAfterSave(cli.kill_after_save))
     trainer.train(resume_from_checkpoint=cli.resume or None)
-    losses = {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}
+    # Each logged step's loss and epoch: a resumed run must log both as the uninterrupted one does.
+    logged = {log["step"]: [log["loss"], log["epoch"]] for log in trainer.state.log_history if "loss" in log}
     if trainer.is_world_process_zero():
-        print(json.dumps(losses))
+        print(json.dumps(logged))
 
 
 if __name__ == "__main__":

@@ -77,6 +77,26 @@ def short_run(output_dir, make_config, blocks=40, **overrides):
     return TSTTrainer(model=tiny_llama(), args=args, train_dataset=packed_dataset(blocks, 8, 97))
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_resumed_run_logs_the_epochs_and_losses_of_the_uninterrupted_run(tmp_path, make_config, streaming):
+    """The stream is placed at the resumed step instead of replayed; Trainer must still count the steps before it."""
+    def logged(trainer) -> list[tuple]:
+        return [(log["step"], log["epoch"], log["loss"]) for log in trainer.state.log_history if "loss" in log]
+
+    def run(folder, resume=None):
+        trainer = short_run(folder, make_config, blocks=60, max_steps=8)
+        if streaming:
+            trainer.train_dataset = packed_dataset(60, 8, 97).to_iterable_dataset()
+        trainer.train(resume_from_checkpoint=resume)
+        return logged(trainer)
+
+    uninterrupted = run(tmp_path / "uninterrupted")
+    assert [epoch for _, epoch, _ in uninterrupted] == sorted({epoch for _, epoch, _ in uninterrupted})  # rising
+    run(tmp_path / "stopped")
+    resumed = run(tmp_path / "stopped", resume=str(tmp_path / "stopped" / "checkpoint-4"))
+    assert resumed == uninterrupted
+
+
 def test_interrupted_save_is_refused_by_name_and_skipped_by_resume_true(tmp_path, make_config):
     short_run(tmp_path, make_config).train()
     (tmp_path / "checkpoint-6" / "trainer_state.json").unlink()  # as if killed mid-save
