@@ -32,7 +32,9 @@ class ModelArguments:
 
     def __post_init__(self):
         if not (self.model_config or self.model_name_or_path):
-            raise UsageError("Pass --model_config (to train from scratch) or --model_name_or_path.")
+            raise UsageError("no model: pass --model_config (to train from scratch) or --model_name_or_path, or a "
+                             "--config that names one (in a clone, --config recipes/configs/tiny.yaml is the main "
+                             "job: a tiny Llama on the embedded corpus, offline).")
         if self.lora_r > 0:
             require("peft", "peft", f"lora_r={self.lora_r}")
 

@@ -139,6 +139,9 @@ MISTAKES = {  # the flags after `hf-tst train`, and the one line that names the 
     "malformed config": (["--config", "tests/data/not-yaml.yaml"],
                          "--config tests/data/not-yaml.yaml is not valid YAML: expected the node content, but "
                          "found '<stream end>' at line 3, column 1."),
+    "no flags at all": ([], "no model: pass --model_config (to train from scratch) or --model_name_or_path, or a "
+                            "--config that names one (in a clone, --config recipes/configs/tiny.yaml is the main job: "
+                            "a tiny Llama on the embedded corpus, offline)."),
     "typo before any other flag": (["--tst_bag_sise", "4"],  # named before the missing model is
                                    "unknown flag --tst_bag_sise; did you mean --tst_bag_size?"),
     "launcher typo": (["--config", "recipes/configs/tiny.yaml", "--num_proceses", "2"],
