@@ -44,6 +44,11 @@ def test_a_misspelt_command_is_named_with_the_closest_one_without_importing_torc
         assert loaded.stdout.splitlines()[-1] == "[]", argv
 
 
+def test_compare_help_warns_that_its_mid_run_reading_flatters_tst_and_points_to_the_ladder():
+    text = " ".join(help_text("-m", "hf_tst", "compare").split())
+    assert "mid-run" in text and "flatters TST" in text and "hf-tst ladder" in text
+
+
 def printed_help(main, argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as exit_code:
         main(argv)

@@ -1,5 +1,6 @@
-"""The Python blocks of the README and of every page in docs/ run as pasted: each one, from the repository root,
-offline, in a fresh interpreter, within a minute. Code that cannot (a Hub id) goes in a bash or text block."""
+"""The README is one screen over the docs, and the Python blocks of the README and of every page in docs/ run as
+pasted: each one, from the repository root, offline, in a fresh interpreter, within a minute. Code that cannot (a
+Hub id) goes in a bash or text block."""
 
 import os
 import re
@@ -21,6 +22,13 @@ def python_blocks(page: Path) -> list[str]:
 
 BLOCKS = {f"{page.relative_to(REPO).as_posix()}-block{i}": block
           for page in PAGES for i, block in enumerate(python_blocks(page))}
+
+
+def test_the_readme_is_one_screen_that_says_early_when_tst_pays_and_links_every_guide():
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 200 and "## When TST pays" in lines[:60]
+    guides = {page.name for page in (REPO / "docs").glob("*.md")} - {"index.md"}
+    assert {name for name in guides if f"(docs/{name}" not in "\n".join(lines)} == set()
 
 
 def test_the_readme_and_the_docs_have_python_blocks():
