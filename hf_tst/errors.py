@@ -8,7 +8,8 @@
   one line with its cause and, when training had started, the optimizer step (`step_noted`), then the
   traceback that explains it; status 1.
 
-A preempted run exits with 75 (`hf_tst.preemption`), neither of these.
+A preempted run exits with 75 (`hf_tst.preemption`), neither of these. A job launched in other processes that
+fails has printed its own message there; `LaunchedJobFailed` carries only its exit status.
 """
 
 import contextlib

@@ -320,7 +320,7 @@ class Ladder:
         with open(os.path.join(self.tst_dir, "ladder.json"), "w") as f:
             json.dump(result, f, indent=2)
         plot_ladder(rows, frontier, os.path.join(self.tst_dir, "ladder.png"), title)
-        print(text)
+        print(f"{text}\nladder.md, ladder.json and ladder.png in {self.tst_dir}")
         return result
 
 

@@ -164,11 +164,17 @@ class TSTTrainer(Trainer):
         def _run_epoch(self, **kwargs):
             """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step. Its
             skip is the module's `skip_first_batches`, so that is what steps aside; the pass still counts the steps
-            trained, so the logged `epoch` goes on rising from where the run stopped."""
+            trained, so the logged `epoch` goes on rising from where the run stopped (and the RNG state is restored
+            after the first batch, as on 5.25). The stand-in serves this one call and puts Trainer's skip back."""
             if not (self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]):
                 return super()._run_epoch(**kwargs)
             skip_first_batches = transformers.trainer.skip_first_batches
-            transformers.trainer.skip_first_batches = lambda dataloader, num_batches: dataloader
+
+            def nothing_to_skip(dataloader: DataLoader, num_batches: int) -> DataLoader:
+                transformers.trainer.skip_first_batches = skip_first_batches
+                return dataloader
+
+            transformers.trainer.skip_first_batches = nothing_to_skip
             try:
                 return super()._run_epoch(**kwargs)
             finally:

@@ -107,7 +107,7 @@ def test_hf_tst_push_uploads_an_existing_output_folder_and_exits_0(tmp_path, mak
     result = subprocess.run([sys.executable, "-c", console_script, "push", str(out), "someone/pushed", "--revision",
                              "v1"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout == f"pushed {out} to someone/pushed (v1): https://hub.test/someone/pushed/commit/1\n"
+    assert result.stdout == f"pushed {out} (v1): https://hub.test/someone/pushed/commit/1\n"
     pushed = FakeHub(tmp_path / "hub").folder("someone/pushed", "v1")
     assert {path.name for path in pushed.iterdir()} == {"README.md", *(["loss_curve.png"] if PLOTS else []),
                                                         "training_args.bin", *MODEL_FILES}

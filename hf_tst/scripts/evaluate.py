@@ -27,7 +27,8 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="'offline' (the embedded suite), 'paper' (the paper's 8 tasks, from the Hub), or "
                              "comma-separated lm-eval task names.")
     parser.add_argument("--output_dir", default=None, help="Where results.json and results.md go (default: the "
-                                                           "checkpoint folder).")
+                                                           "checkpoint's folder; for a Hub id, outputs/eval/ID with "
+                                                           "its / as --).")
     parser.add_argument("--limit", type=int, default=None, help="Examples per task, for quick checks.")
     parser.add_argument("--batch_size", type=int, default=8, help="Examples per forward pass.")
     parser.add_argument("--device", default="cpu", help="Torch device to evaluate on, e.g. cpu or cuda:0.")
@@ -37,7 +38,8 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     args = make_parser(prog).parse_args(argv)
     require("lm_eval", "eval", "hf-tst evaluate")
-    output_dir = args.output_dir or args.checkpoint
+    output_dir = args.output_dir or (args.checkpoint if os.path.isdir(args.checkpoint) else
+                                     os.path.join("outputs", "eval", args.checkpoint.replace("/", "--")))
     os.makedirs(output_dir, exist_ok=True)
 
     tasks = None if args.tasks == "offline" else PAPER_TASKS if args.tasks == "paper" else args.tasks.split(",")

@@ -28,5 +28,5 @@ def main(argv: list[str] | None = None, prog: str | None = None):
     if not os.path.isdir(args.output_dir):  # before the repository is created on the Hub
         raise UsageError(f"output_dir {args.output_dir}: no such folder; pass the output_dir of a training run.")
     commit = push_output_dir(args.output_dir, args.repo_id, args.revision, args.private)
-    print(f"pushed {args.output_dir} to {args.repo_id} ({args.revision or 'main'}): {commit.commit_url}")
+    print(f"pushed {args.output_dir} ({args.revision or 'main'}): {commit.commit_url}")
     return commit

@@ -3,7 +3,7 @@
     accelerate launch recipes/train.py --config recipes/configs/tiny.yaml [--any_field value ...]
     hf-tst train --config recipes/configs/tiny.yaml [--any_field value ...] [--accelerate_config zero3 ...]
 
-Every run names a model and data: `--config recipes/configs/tiny.yaml`, the main job, trains offline a tiny
+Every run names a model and data: in a clone, `--config recipes/configs/tiny.yaml`, the main job, trains offline a tiny
 Llama built from `recipes/models/tiny-llama` on the shipped tokenizer and the embedded Python-docs corpus.
 Online: `--model_name_or_path` / `--model_config` / `--tokenizer_name` take Hub ids, `--dataset_name` a Hub
 dataset (add `--streaming true` to stream it).
@@ -14,7 +14,6 @@ Under `hf-tst train`, flags that are none of these go to `accelerate launch` (`-
 line and status 2 (`--debug` adds its traceback); a failure while training is a line with its step, the
 traceback and status 1.
 """
-
 
 from accelerate import PartialState
 
