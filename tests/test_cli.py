@@ -218,7 +218,8 @@ def flag_help(text: str, flag: str) -> str:
     return " ".join(block.split())
 
 
-def test_help_shows_each_fields_default_and_a_configs_value_in_its_place(capsys):
+def test_help_shows_each_fields_default_and_a_configs_value_in_its_place(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # the config's path is the checkout's (CI also runs this from outside it)
     defaults = TSTConfig(output_dir="unused")
     text = printed_help(hf_tst, ["train", "--help"], capsys)
     shown = {field: flag_help(text, f"--{field}") for field in vars(defaults) if field.startswith("tst_")}

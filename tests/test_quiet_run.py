@@ -2,6 +2,7 @@
 in, DeepSpeed left unimported, packing quiet about long documents, no pinning without an accelerator)."""
 
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from conftest import HF_TST, needs_deepspeed
+from conftest import HF_TST, lines_besides_progress_bars, needs_deepspeed
 from transformers import AutoTokenizer
 
 from hf_tst.text import pack_text_dataset
@@ -32,9 +33,10 @@ def fresh_environment(tmp_path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_the_main_job_prints_no_warning_line(tmp_path):
+def test_the_main_job_and_its_evaluation_print_no_warning_line(tmp_path):
     """The main job (`make run`), shortened to 60 steps and 32 held-out blocks: the same switch, evaluations,
-    checkpoints (with rotation), model card and closing lines."""
+    checkpoints (with rotation), model card and closing lines; then `hf-tst evaluate` of its output folder, with
+    lm-eval, whose warnings (lm-eval's logger writes no level) leave stderr with nothing but progress bars."""
     result = subprocess.run(
         [HF_TST, "train", "--config", "recipes/configs/tiny.yaml", "--max_steps", "60",
          "--eval_steps", "30", "--save_steps", "30", "--max_eval_blocks", "32", "--output_dir", str(tmp_path / "run")],
@@ -43,6 +45,12 @@ def test_the_main_job_prints_no_warning_line(tmp_path):
     assert result.returncode == 0, console[-3000:]
     assert "final eval loss" in result.stdout
     assert warning_lines(console) == []
+    if importlib.util.find_spec("lm_eval") is None:  # the `eval` extra; the core wheel's tests stop here
+        return
+    evaluated = subprocess.run([HF_TST, "evaluate", str(tmp_path / "run"), "--limit", "20"], cwd=REPO,
+                               env=fresh_environment(tmp_path), capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert warning_lines(evaluated.stdout) == [] and lines_besides_progress_bars(evaluated.stderr) == []
 
 
 @needs_deepspeed
