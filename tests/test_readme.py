@@ -27,6 +27,9 @@ BLOCKS = {f"{page.relative_to(REPO).as_posix()}-block{i}": block
 def test_the_readme_is_one_screen_that_says_early_when_tst_pays_and_links_every_guide():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= 200 and "## When TST pays" in lines[:60]
+    main_job = "recipes/train.py --config recipes/configs/tiny.yaml"  # the way users launch it, and ours
+    assert any(line.startswith(f"accelerate launch {main_job}") for line in lines)
+    assert any(line.startswith("hf-tst train --config recipes/configs/tiny.yaml") for line in lines)
     guides = {page.name for page in (REPO / "docs").glob("*.md")} - {"index.md"}
     assert {name for name in guides if f"(docs/{name}" not in "\n".join(lines)} == set()
 
