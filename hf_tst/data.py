@@ -166,11 +166,12 @@ class PhasedBlockStream(IterableDataset):
                     self._refuse_too_few_blocks(read)
 
         stream, batch = blocks(), self.batch_size
+        # the position is remembered only where read in the training process (a worker's copy of the stream is lost
+        # with it), and between steps, where a checkpoint can fall
+        in_training_process = get_worker_info() is None
         for read in itertools.count():  # this worker's rows; the loader takes batches from the workers in turn
             row = self._start_row + ((read // batch) * workers + worker_id) * batch + read % batch
-            # remembered only where read in the training process (a worker's copy of the stream is lost with it),
-            # and between steps, where a checkpoint can fall
-            if get_worker_info() is None and row % self.rows_per_step == 0:
+            if in_training_process and row % self.rows_per_step == 0:
                 self._remember_position(row)
             yield row, list(itertools.islice(stream, self.blocks_per_bagged_row if self.row_is_bagged(row) else 1))
 

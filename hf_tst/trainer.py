@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable
 
 import torch
-import transformers.trainer
 from accelerate.data_loader import prepare_data_loader
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -162,23 +161,11 @@ class TSTTrainer(Trainer):
             return dataloader if self._stream_placed else super().get_resumed_dataloader(dataloader, num_batches)
     else:
         def _run_epoch(self, **kwargs):
-            """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step. Its
-            skip is the module's `skip_first_batches`, so that is what steps aside; the pass still counts the steps
-            trained, so the logged `epoch` goes on rising from where the run stopped (and the RNG state is restored
-            after the first batch, as on 5.25). The stand-in serves this one call and puts Trainer's skip back."""
-            if not (self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]):
-                return super()._run_epoch(**kwargs)
-            skip_first_batches = transformers.trainer.skip_first_batches
-
-            def nothing_to_skip(dataloader: DataLoader, num_batches: int) -> DataLoader:
-                transformers.trainer.skip_first_batches = skip_first_batches
-                return dataloader
-
-            transformers.trainer.skip_first_batches = nothing_to_skip
-            try:
-                return super()._run_epoch(**kwargs)
-            finally:
-                transformers.trainer.skip_first_batches = skip_first_batches
+            """Trainer's pass over the loader, with nothing to skip where the stream starts at the resumed step (the
+            logged epoch comes from the step, in `log`)."""
+            if self._stream_placed and kwargs["epoch"] == kwargs["epochs_trained"]:
+                kwargs["steps_trained_in_current_epoch"] = 0
+            return super()._run_epoch(**kwargs)
 
     def _any_process(self, flag) -> bool:
         """Whether `flag` (a bool or a 0-d tensor) is set on any process; every process must call it."""
@@ -312,9 +299,12 @@ class TSTTrainer(Trainer):
         of `hf_tst.throughput` (`tst_seconds_per_step`, `tst_data_tokens_per_second`, `tst_tflops_per_device`,
         `tst_mfu`, on CUDA `tst_peak_memory_gib`) and the switch figures of `hf_tst.switch` once measured;
         and `tst_phase`, a string for the console.
-        `epoch` counts passes over the data (Trainer, which sees an endless stream, would count steps)."""
-        if self._block_stream is not None and self._block_stream.is_map_style:
-            self.state.epoch = self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
+        `epoch` is a function of the step, as the phase is, so it goes on rising across a resume: passes over
+        map-style data (Trainer, which sees an endless stream, would count steps), and for a stream the fraction
+        of `max_steps` done, as Trainer counts a stream's epoch."""
+        if self._block_stream is not None:
+            self.state.epoch = (self._block_stream.epochs_read(self.state.global_step * self._rows_per_step())
+                                if self._block_stream.is_map_style else self.state.global_step / self.args.max_steps)
         if "loss" in logs:
             superposed = in_superposition(self.state.global_step, self.args.superposition_steps)
             logs["tst_bag_size"] = self.args.tst_bag_size if superposed else 1
